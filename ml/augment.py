@@ -1,0 +1,57 @@
+"""Batch augmentation on tensors (CPU or GPU): geometry and colour suited to dermoscopy."""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def random_affine(images: torch.Tensor, *, scale: tuple[float, float] = (0.8, 1.25), shift: float = 0.1) -> torch.Tensor:
+    """Rotate by any angle, flip, zoom and shift every image of an N×C×H×W float batch.
+
+    A lesion has no "up", so every rotation and mirror image is as real as the original.
+    One ``grid_sample`` call does the whole batch; borders are filled by reflection.
+    """
+    n = images.shape[0]
+    device = images.device
+    angle = torch.rand(n, device=device) * 2 * math.pi
+    zoom = torch.empty(n, device=device).uniform_(math.log(scale[0]), math.log(scale[1])).exp()
+    flip = torch.where(torch.rand(n, device=device) < 0.5, -1.0, 1.0)
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack(
+        [
+            torch.stack([cos * flip, -sin, torch.empty(n, device=device).uniform_(-shift, shift)], dim=1),
+            torch.stack([sin * flip, cos, torch.empty(n, device=device).uniform_(-shift, shift)], dim=1),
+        ],
+        dim=1,
+    )
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def colour_jitter(
+    images: torch.Tensor, *, brightness: float = 0.2, contrast: float = 0.2, saturation: float = 0.2
+) -> torch.Tensor:
+    """Random brightness, contrast and saturation per image of an N×3×H×W batch in 0–255."""
+    n = images.shape[0]
+
+    def factor(strength: float) -> torch.Tensor:
+        return torch.empty(n, 1, 1, 1, device=images.device).uniform_(1 - strength, 1 + strength)
+
+    images = images * factor(brightness)
+    mean = images.mean(dim=(1, 2, 3), keepdim=True)
+    images = (images - mean) * factor(contrast) + mean
+    grey = (images * torch.tensor([0.299, 0.587, 0.114], device=images.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    images = (images - grey) * factor(saturation) + grey
+    return images.clamp(0, 255)
+
+
+def augment(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 batch → augmented float batch in 0–255, ready for :func:`ml.preprocessing.normalize`."""
+    return colour_jitter(random_affine(pixels.float()))
+
+
+def dihedral(images: torch.Tensor) -> list[torch.Tensor]:
+    """The eight flips and quarter turns of a batch, for test-time augmentation."""
+    turns = [torch.rot90(images, k, dims=(-2, -1)) for k in range(4)]
+    return turns + [t.flip(-1) for t in turns]

@@ -1,0 +1,100 @@
+"""Checkpoints as plain dicts that load with ``torch.load(..., weights_only=True)``."""
+
+import dataclasses
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ml import CLASS_CODES
+from ml.model import ARCHITECTURES, ModelConfig
+from ml.preprocessing import PreprocessConfig
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: unknown format, unknown architecture or wrong classes."""
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    """A model rebuilt from a checkpoint, in eval mode, with what it was saved with."""
+
+    model: nn.Module
+    preprocess: PreprocessConfig
+    temperature: float
+    meta: dict[str, Any]
+
+
+def _plain(config: Any) -> dict[str, Any]:
+    # Tuples become lists: the checkpoint holds only types the safe unpickler accepts.
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+
+
+def git_commit() -> str:
+    """The current commit of the working tree, or "unknown" outside a git checkout."""
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return result.stdout.strip()
+
+
+def save_checkpoint(
+    path: Path,
+    *,
+    model: nn.Module,
+    preprocess: PreprocessConfig,
+    temperature: float = 1.0,
+    training: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> None:
+    """Write the unwrapped model and everything needed to rebuild and use it."""
+    model = getattr(model, "module", model)  # drop a DistributedDataParallel wrapper
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint = {
+        "format_version": FORMAT_VERSION,
+        "arch": type(model).__name__,
+        "model_config": _plain(model.config),
+        "class_codes": list(CLASS_CODES),
+        "preprocessing": _plain(preprocess),
+        "temperature": float(temperature),
+        "training": training or {},
+        "data": data or {},
+        "metrics": metrics or {},
+        "git_commit": git_commit(),
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+    }
+    torch.save(checkpoint, path)
+
+
+def load_checkpoint(path: Path) -> LoadedModel:
+    """Rebuild the model of a checkpoint on the CPU, in eval mode; raise :class:`CheckpointError`."""
+    try:
+        checkpoint = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # the unpickler raises many types for a file that is not a checkpoint
+        raise CheckpointError(f"{str(path)!r} is not a readable checkpoint: {error}") from None
+    version = checkpoint.get("format_version") if isinstance(checkpoint, dict) else None
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"unsupported checkpoint format {version!r} in {str(path)!r}; expected {FORMAT_VERSION}")
+    arch = checkpoint["arch"]
+    if arch not in ARCHITECTURES:
+        raise CheckpointError(f"unknown architecture {arch!r}; expected one of {sorted(ARCHITECTURES)}")
+    if tuple(checkpoint["class_codes"]) != CLASS_CODES:
+        raise CheckpointError(f"checkpoint classes {checkpoint['class_codes']} differ from {list(CLASS_CODES)}")
+    config = {k: tuple(v) if isinstance(v, list) else v for k, v in checkpoint["model_config"].items()}
+    model = ARCHITECTURES[arch](ModelConfig(**config))
+    model.load_state_dict(checkpoint["state_dict"])
+    model.eval()
+    preprocess = PreprocessConfig(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in checkpoint["preprocessing"].items()}
+    )
+    meta = {k: v for k, v in checkpoint.items() if k != "state_dict"}
+    return LoadedModel(model=model, preprocess=preprocess, temperature=checkpoint["temperature"], meta=meta)

@@ -1,0 +1,126 @@
+"""Evaluation: ``python -m ml.evaluate --data DIR --checkpoint FILE [--tta]`` prints and saves a report."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from ml import CLASS_CODES  # noqa: E402
+from ml.calibration import expected_calibration_error, reliability  # noqa: E402
+from ml.checkpoint import load_checkpoint  # noqa: E402
+from ml.data import load_pixels, read_samples, split_by_lesion  # noqa: E402
+from ml.metrics import classification_report  # noqa: E402
+from ml.predict import DEFAULT_CHECKPOINT, predict_logits  # noqa: E402
+
+
+def evaluate_checkpoint(*, data: Path, checkpoint: Path, split: str = "val", tta: bool = False) -> dict[str, Any]:
+    """Score a checkpoint on its own lesion-grouped validation split (``split="val"``) or a whole folder."""
+    loaded = load_checkpoint(checkpoint)
+    samples = read_samples(data)
+    if split == "val":
+        summary = loaded.meta["data"]
+        _, samples = split_by_lesion(samples, val_fraction=summary["val_fraction"], seed=summary["split_seed"])
+    pixels = load_pixels(samples, config=loaded.preprocess)
+    labels = torch.tensor([s.label for s in samples])
+    logits = predict_logits(loaded.model, pixels, config=loaded.preprocess, tta=tta)
+    probs = F.softmax(logits / loaded.temperature, dim=1)
+    report = classification_report(probs, labels)
+    report.update(
+        checkpoint=str(checkpoint),
+        data=str(data),
+        split=split,
+        tta=tta,
+        temperature=loaded.temperature,
+        ece_uncalibrated=expected_calibration_error(F.softmax(logits, dim=1), labels),
+        reliability=reliability(probs, labels),
+    )
+    return report
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The report as a plain-text table."""
+    lines = [
+        f"{report['split']} split of {report['data']}: {report['n']} images, TTA {'on' if report['tta'] else 'off'}",
+        f"accuracy {report['accuracy']:.4f}   BMA {report['balanced_accuracy']:.4f}   "
+        f"macro AUC {report['macro_auc']:.4f}",
+        f"ECE {report['ece_uncalibrated']:.4f} before → {report['ece']:.4f} after temperature "
+        f"{report['temperature']:.3f}",
+        "",
+        f"{'class':6} {'precision':>9} {'recall':>7} {'F1':>6} {'AUC':>6} {'support':>8}",
+    ]
+    for code, row in report["per_class"].items():
+        lines.append(
+            f"{code:6} {row['precision']:9.3f} {row['recall']:7.3f} {row['f1']:6.3f} {row['auc']:6.3f} {row['support']:8d}"
+        )
+    lines += ["", "confusion matrix (rows: truth, columns: prediction)", "       " + " ".join(f"{c:>5}" for c in CLASS_CODES)]
+    for code, row in zip(CLASS_CODES, report["confusion_matrix"]):
+        lines.append(f"{code:6} " + " ".join(f"{v:5d}" for v in row))
+    return "\n".join(lines)
+
+
+def save_plots(report: dict[str, Any], out_dir: Path, *, stem: str) -> list[Path]:
+    """Confusion matrix and reliability diagram as PNG files."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    matrix = torch.tensor(report["confusion_matrix"], dtype=torch.float)
+    normalized = matrix / matrix.sum(dim=1, keepdim=True).clamp_min(1)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    image = ax.imshow(normalized, cmap="Blues", vmin=0, vmax=1)
+    ax.set(xticks=range(7), yticks=range(7), xticklabels=CLASS_CODES, yticklabels=CLASS_CODES,
+           xlabel="predicted", ylabel="true", title=f"Confusion matrix (BMA {report['balanced_accuracy']:.3f})")  # fmt: skip
+    for i in range(7):
+        for j in range(7):
+            ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=8,
+                    color="white" if normalized[i, j] > 0.5 else "black")  # fmt: skip
+    fig.colorbar(image, ax=ax, label="fraction of the true class")
+    fig.tight_layout()
+    confusion_path = out_dir / f"{stem}_confusion.png"
+    fig.savefig(confusion_path, dpi=120)
+    plt.close(fig)
+
+    bins = [b for b in report["reliability"] if b["count"]]
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+    ax.bar([b["confidence"] for b in bins], [b["accuracy"] for b in bins], width=1 / 15, alpha=0.7, label="accuracy")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence of the top class", ylabel="accuracy",
+           title=f"Reliability (ECE {report['ece']:.3f})")  # fmt: skip
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    reliability_path = out_dir / f"{stem}_reliability.png"
+    fig.savefig(reliability_path, dpi=120)
+    plt.close(fig)
+    return [confusion_path, reliability_path]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ml.evaluate", description="Evaluate a checkpoint.")
+    parser.add_argument("--data", required=True, type=Path, help="HAM10000 or ISIC 2018 Task 3 folder")
+    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    parser.add_argument("--split", choices=("val", "all"), default="val",
+                        help="'val': the checkpoint's lesion-grouped validation split; 'all': every image (a test set)")  # fmt: skip
+    parser.add_argument("--tta", action="store_true", help="average over the eight flips and quarter turns")
+    parser.add_argument("--out", type=Path, default=Path("reports"), help="folder for the JSON report and plots")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    report = evaluate_checkpoint(data=args.data, checkpoint=args.checkpoint, split=args.split, tta=args.tta)
+    print(format_report(report))
+    stem = f"{args.checkpoint.stem}_{args.split}{'_tta' if args.tta else ''}"
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2))
+    paths = save_plots(report, args.out, stem=stem)
+    print(f"\nwrote {args.out / (stem + '.json')}, " + ", ".join(map(str, paths)), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

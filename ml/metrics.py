@@ -1,0 +1,48 @@
+"""Classification metrics for the seven ISIC classes: BMA, per-class scores, AUC, confusion."""
+
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, roc_auc_score
+
+from ml import CLASS_CODES
+from ml.calibration import expected_calibration_error
+
+
+def balanced_accuracy(predicted: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean recall over the classes present (BMA / UAR, the ISIC 2018 ranking metric)."""
+    recalls = [float((predicted[labels == c] == c).float().mean()) for c in labels.unique()]
+    return float(np.mean(recalls))
+
+
+def classification_report(probs: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+    """Accuracy, BMA, per-class precision/recall/F1/AUC, macro AUC, confusion matrix and ECE."""
+    predicted = probs.argmax(dim=1)
+    y_true, y_pred, y_prob = labels.numpy(), predicted.numpy(), probs.double().numpy()
+    classes = list(range(len(CLASS_CODES)))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=classes, zero_division=0
+    )
+    auc = [
+        float(roc_auc_score(y_true == c, y_prob[:, c])) if 0 < (y_true == c).sum() < len(y_true) else float("nan")
+        for c in classes
+    ]
+    return {
+        "n": len(y_true),
+        "accuracy": float((y_pred == y_true).mean()),
+        "balanced_accuracy": balanced_accuracy(predicted, labels),
+        "macro_auc": float(np.nanmean(auc)),
+        "ece": expected_calibration_error(probs, labels),
+        "per_class": {
+            code: {
+                "precision": float(precision[c]),
+                "recall": float(recall[c]),
+                "f1": float(f1[c]),
+                "auc": auc[c],
+                "support": int(support[c]),
+            }
+            for c, code in enumerate(CLASS_CODES)
+        },
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=classes).tolist(),
+    }

@@ -1,0 +1,119 @@
+"""One preprocessing path from image bytes to a normalized model input, shared by every caller."""
+
+import io
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP")
+# A 48-megapixel phone photo is 8064×6048; anything beyond this is refused before decoding.
+MAX_PIXELS = 50_000_000
+# Our own check runs first with a clear message; Pillow's guard stays on as a second line.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+class ImageError(ValueError):
+    """An image that cannot be used, with a stable machine-readable ``code`` and a human message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How an image becomes a model input; stored in every checkpoint and read back from it."""
+
+    size: int = 224
+    # HAM10000 as shipped here is 200×150. Larger photos are first reduced to this short side so
+    # that the model always sees the level of detail it was trained on, whatever the camera.
+    source_short_side: int = 150
+    colour_constancy: str = "shades_of_gray"
+    shades_of_gray_power: int = 6
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+def open_image(data: bytes, *, config: PreprocessConfig = PreprocessConfig()) -> Image.Image:
+    """Decode JPEG, PNG or WebP bytes into an upright RGB image, or raise :class:`ImageError`."""
+    if not data:
+        raise ImageError("invalid_image", "the file is empty")
+    try:
+        image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+    except UnidentifiedImageError:
+        raise ImageError(
+            "unsupported_format", "unsupported or unrecognised image format; expected JPEG, PNG or WebP"
+        ) from None
+    except Image.DecompressionBombError:
+        raise _too_many_pixels() from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageError("invalid_image", f"the image data is corrupt ({error})") from None
+    if image.width * image.height > MAX_PIXELS:
+        raise _too_many_pixels(image.size)
+    if getattr(image, "n_frames", 1) > 1:
+        raise ImageError("unsupported_format", "animated images are not supported; send a single photo")
+    if image.format == "JPEG":
+        # Let libjpeg decode at 1/2, 1/4 or 1/8 scale: a 12-megapixel photo costs a fraction.
+        image.draft("RGB", (config.source_short_side, config.source_short_side))
+    try:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise ImageError("invalid_image", f"the image data is corrupt or truncated ({error})") from None
+    return _to_rgb(image)
+
+
+def _too_many_pixels(size: tuple[int, int] | None = None) -> ImageError:
+    shown = f"{size[0]}×{size[1]} " if size else ""
+    return ImageError("too_many_pixels", f"the image {shown}has more than {MAX_PIXELS:,} pixels")
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode.startswith("I;16") or image.mode == "I":
+        # 16-bit greyscale: scale to 8 bits rather than clip everything above 255 to white.
+        image = image.convert("I").point(lambda value: value / 256).convert("L")
+    return image.convert("RGB")
+
+
+def prepare(image: Image.Image, *, config: PreprocessConfig = PreprocessConfig()) -> torch.Tensor:
+    """Resize an RGB image and correct its colour cast; returns a 3×size×size uint8 tensor."""
+    short_side = min(image.size)
+    if short_side > config.source_short_side:
+        scale = config.source_short_side / short_side
+        reduced = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.resize(reduced, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    image = image.resize((config.size, config.size), Image.Resampling.BILINEAR)
+    pixels = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+    if config.colour_constancy == "shades_of_gray":
+        pixels = shades_of_gray(pixels, power=config.shades_of_gray_power)
+    elif config.colour_constancy != "none":
+        raise ValueError(f"unknown colour constancy {config.colour_constancy!r}; expected 'shades_of_gray' or 'none'")
+    return pixels
+
+
+def shades_of_gray(pixels: torch.Tensor, *, power: int = 6) -> torch.Tensor:
+    """Shades-of-gray colour constancy (Finlayson & Trezzi, 2004) on a …×3×H×W uint8 tensor.
+
+    Dermatoscopes and cameras tint images differently; dividing out the illuminant estimated by
+    the Minkowski p-norm of each channel removes most of that tint.
+    """
+    x = pixels.float()
+    illuminant = x.pow(power).mean(dim=(-2, -1), keepdim=True).pow(1 / power).clamp_min(1.0)
+    illuminant = illuminant / illuminant.norm(dim=-3, keepdim=True)
+    return (x / (illuminant * math.sqrt(3))).clamp(0, 255).round().to(torch.uint8)
+
+
+def normalize(pixels: torch.Tensor, *, config: PreprocessConfig = PreprocessConfig()) -> torch.Tensor:
+    """Turn a …×3×H×W uint8 (or 0–255 float) tensor into the float input the model expects."""
+    mean = torch.tensor(config.mean, device=pixels.device).view(3, 1, 1) * 255
+    std = torch.tensor(config.std, device=pixels.device).view(3, 1, 1) * 255
+    return (pixels.float() - mean) / std
+
+
+def preprocess(data: bytes, *, config: PreprocessConfig = PreprocessConfig()) -> torch.Tensor:
+    """Image bytes → normalized 1×3×size×size float tensor, exactly as in training and evaluation."""
+    return normalize(prepare(open_image(data, config=config), config=config), config=config).unsqueeze(0)

@@ -1,0 +1,268 @@
+"""Training: ``python -m ml.train --data DIR --out FILE`` (CPU, CUDA, or several GPUs via torchrun)."""
+
+import argparse
+import dataclasses
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm import tqdm
+
+from ml import CLASS_CODES
+from ml.augment import augment
+from ml.calibration import expected_calibration_error, fit_temperature
+from ml.checkpoint import save_checkpoint
+from ml.data import class_counts, load_pixels, read_samples, split_by_lesion
+from ml.metrics import balanced_accuracy
+from ml.model import ModelConfig, SimpleBNConv
+from ml.predict import predict_logits
+from ml.preprocessing import PreprocessConfig, normalize
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training recipe; stored in the checkpoint so that a run can be repeated."""
+
+    epochs: int = 40
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    warmup_epochs: int = 2
+    label_smoothing: float = 0.1
+    # Sampling ∝ n_c^-0.5 and loss weights ∝ n_c^-0.5: together every class weighs the same,
+    # while rare classes are repeated less often than with fully balanced sampling.
+    balance_power: float = 0.5
+    ema_decay: float = 0.999
+    val_fraction: float = 0.2
+    seed: int = 0
+    compile: bool = False
+
+
+def learning_rate(step: int, *, total_steps: int, warmup_steps: int, base_lr: float) -> float:
+    """Linear warm-up, then cosine decay to zero."""
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return base_lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def train_one_epoch(
+    model: torch.nn.Module,
+    ema: AveragedModel,
+    optimizer: torch.optim.Optimizer,
+    pixels: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    sample_weights: torch.Tensor,
+    class_weights: torch.Tensor,
+    config: TrainConfig,
+    preprocess: PreprocessConfig,
+    epoch: int,
+    step: int,
+    total_steps: int,
+    rank: int = 0,
+    world_size: int = 1,
+) -> tuple[float, int]:
+    """One pass of ``len(pixels)`` weighted draws; returns (mean loss, global step after it)."""
+    model.train()
+    device = class_weights.device
+    generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)
+    order = torch.multinomial(sample_weights, len(pixels), replacement=True, generator=generator)
+    order = order[rank::world_size]  # every rank draws the same order and keeps its own share
+    batches = order.split(config.batch_size)
+    warmup_steps = config.warmup_epochs * len(batches)
+    total_loss = 0.0
+    bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False, disable=rank != 0)
+    for index in bar:
+        lr = learning_rate(step, total_steps=total_steps, warmup_steps=warmup_steps, base_lr=config.lr)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        x = normalize(augment(pixels[index].to(device, non_blocking=True)), config=preprocess)
+        x = x.contiguous(memory_format=torch.channels_last)
+        y = labels[index].to(device, non_blocking=True)
+        loss = F.cross_entropy(model(x), y, weight=class_weights, label_smoothing=config.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        ema.update_parameters(model)
+        step += 1
+        total_loss += loss.item()
+        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}")
+    return total_loss / len(batches), step
+
+
+def evaluate(
+    model: torch.nn.Module, pixels: torch.Tensor, labels: torch.Tensor, *, preprocess: PreprocessConfig
+) -> dict[str, Any]:
+    """Validation logits, accuracy and BMA of ``model`` (no augmentation)."""
+    model.eval()
+    logits = predict_logits(model, pixels, config=preprocess)
+    predicted = logits.argmax(dim=1)
+    return {
+        "logits": logits,
+        "accuracy": float((predicted == labels).float().mean()),
+        "balanced_accuracy": balanced_accuracy(predicted, labels),
+    }
+
+
+def _setup_distributed() -> tuple[int, int, torch.device]:
+    """(rank, world size, device): torchrun sets RANK/WORLD_SIZE/LOCAL_RANK, a plain run is rank 0 of 1."""
+    if "RANK" not in os.environ:
+        return 0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend)
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+        return dist.get_rank(), dist.get_world_size(), torch.device("cuda", local_rank)
+    return dist.get_rank(), dist.get_world_size(), torch.device("cpu")
+
+
+def train(
+    *, data: Path, out: Path, config: TrainConfig, preprocess: PreprocessConfig = PreprocessConfig(), resume: bool = False
+) -> dict[str, Any]:
+    """Train, keep the best epoch by validation BMA, fit the temperature, write ``out``.
+
+    A resumable state is written to ``<out>.state.pt`` after every epoch; the best model so far
+    is always in ``out``. Returns the final validation metrics.
+    """
+    rank, world_size, device = _setup_distributed()
+    torch.manual_seed(config.seed)
+    samples = read_samples(data)
+    train_samples, val_samples = split_by_lesion(samples, val_fraction=config.val_fraction, seed=config.seed)
+    counts = class_counts(train_samples)
+    if min(counts) == 0:
+        raise ValueError(f"every class needs training images; counts per class {dict(zip(CLASS_CODES, counts))}")
+    train_pixels = load_pixels(train_samples, config=preprocess, progress=rank == 0)
+    val_pixels = load_pixels(val_samples, config=preprocess, progress=rank == 0)
+    train_labels = torch.tensor([s.label for s in train_samples])
+    val_labels = torch.tensor([s.label for s in val_samples])
+    if device.type == "cuda":  # the whole uint8 set fits on any GPU: no loader, no host copies
+        train_pixels, train_labels = train_pixels.to(device), train_labels.to(device)
+
+    per_class = torch.tensor(counts, dtype=torch.float).pow(-config.balance_power)
+    sample_weights = per_class[torch.tensor([s.label for s in train_samples])]
+    class_weights = (per_class / (per_class * torch.tensor(counts)).sum() * sum(counts)).to(device)
+
+    model = SimpleBNConv(ModelConfig()).to(device, memory_format=torch.channels_last)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    state_path = out.with_suffix(".state.pt")
+    start_epoch, step, best, history = 0, 0, {"balanced_accuracy": -1.0}, []
+    if resume and state_path.exists():
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, step, best, history = state["epoch"], state["step"], state["best"], state["history"]
+        if rank == 0:
+            print(f"resumed from {state_path} after epoch {start_epoch}", file=sys.stderr)
+    trained = model
+    if world_size > 1:
+        trained = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if config.compile:
+        trained = torch.compile(trained)
+
+    data_summary = {
+        "source": str(data),
+        "images": len(samples),
+        "lesions": len({s.lesion_id for s in samples}),
+        "split": "by lesion_id, stratified by class",
+        "val_fraction": config.val_fraction,
+        "split_seed": config.seed,
+        "train_counts": dict(zip(CLASS_CODES, counts)),
+        "val_counts": dict(zip(CLASS_CODES, class_counts(val_samples))),
+    }
+    training = {**dataclasses.asdict(config), "world_size": world_size, "device": device.type}
+    total_steps = config.epochs * math.ceil(len(train_samples) / world_size / config.batch_size)
+    for epoch in range(start_epoch, config.epochs):
+        started = time.monotonic()
+        loss, step = train_one_epoch(
+            trained, ema, optimizer, train_pixels, train_labels,
+            sample_weights=sample_weights, class_weights=class_weights, config=config, preprocess=preprocess,
+            epoch=epoch, step=step, total_steps=total_steps, rank=rank, world_size=world_size,
+        )  # fmt: skip
+        result = evaluate(ema.module, val_pixels, val_labels, preprocess=preprocess)
+        row = {
+            "epoch": epoch + 1,
+            "loss": loss,
+            "val_accuracy": result["accuracy"],
+            "val_balanced_accuracy": result["balanced_accuracy"],
+            "seconds": time.monotonic() - started,
+        }
+        history.append(row)
+        if rank != 0:
+            continue
+        tqdm.write(
+            f"epoch {epoch + 1:3d}/{config.epochs}  loss {loss:.4f}  val acc {row['val_accuracy']:.4f}  "
+            f"val BMA {row['val_balanced_accuracy']:.4f}  {row['seconds']:.0f}s",
+            file=sys.stderr,
+        )
+        if result["balanced_accuracy"] > best["balanced_accuracy"]:
+            best = {"epoch": epoch + 1, "balanced_accuracy": result["balanced_accuracy"], "accuracy": result["accuracy"]}
+            save_checkpoint(out, model=ema.module, preprocess=preprocess, training=training, data=data_summary,
+                            metrics={"best_epoch": best})  # fmt: skip
+        torch.save(
+            {"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
+             "epoch": epoch + 1, "step": step, "best": best, "history": history},
+            state_path,
+        )  # fmt: skip
+
+    if rank != 0:
+        dist.destroy_process_group()
+        return {}
+    # Calibrate the best epoch's model: a temperature fitted on the validation split.
+    from ml.checkpoint import load_checkpoint
+
+    best_model = load_checkpoint(out).model.to(device)
+    logits = predict_logits(best_model, val_pixels, config=preprocess)
+    temperature = fit_temperature(logits, val_labels)
+    metrics = {
+        "best_epoch": best,
+        "ece_before": expected_calibration_error(F.softmax(logits, dim=1), val_labels),
+        "ece_after": expected_calibration_error(F.softmax(logits / temperature, dim=1), val_labels),
+        "history": history,
+    }
+    save_checkpoint(out, model=best_model, preprocess=preprocess, temperature=temperature, training=training,
+                    data=data_summary, metrics=metrics)  # fmt: skip
+    print(
+        f"best epoch {best['epoch']}: val BMA {best['balanced_accuracy']:.4f}; temperature {temperature:.3f}, "
+        f"ECE {metrics['ece_before']:.4f} → {metrics['ece_after']:.4f}; wrote {out}",
+        file=sys.stderr,
+    )
+    if world_size > 1:
+        dist.destroy_process_group()
+    return metrics
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(prog="python -m ml.train", description="Train SimpleBNConv on HAM10000.")
+    parser.add_argument("--data", required=True, type=Path, help="HAM10000 or ISIC 2018 Task 3 folder")
+    parser.add_argument("--out", required=True, type=Path, help="checkpoint to write, e.g. ml/weights/simplebnconv.pt")
+    parser.add_argument("--resume", action="store_true", help="continue from <out>.state.pt if it exists")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model (faster after a warm-up)")
+    for field in dataclasses.fields(TrainConfig):
+        if field.name != "compile":
+            flag = "--" + field.name.replace("_", "-")
+            parser.add_argument(flag, type=type(field.default), default=getattr(defaults, field.name))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = vars(build_parser().parse_args(argv))
+    data, out, resume = args.pop("data"), args.pop("out"), args.pop("resume")
+    train(data=data, out=out, config=TrainConfig(**args), resume=resume)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

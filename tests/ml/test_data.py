@@ -1,0 +1,72 @@
+import csv
+import shutil
+
+import pytest
+
+from ml import CLASS_CODES
+from ml.data import Sample, class_counts, read_samples, split_by_lesion
+
+
+def _samples(n_lesions: int = 300) -> list[Sample]:
+    # Lesions with 1–3 images each, classes unevenly represented, as in HAM10000.
+    samples = []
+    for lesion in range(n_lesions):
+        label = lesion % 7 if lesion % 3 else 1
+        for image in range(1 + lesion % 3):
+            samples.append(Sample(f"img{lesion}_{image}", f"lesion{lesion}", label, path=None))
+    return samples
+
+
+def test_split_never_puts_one_lesion_on_both_sides():
+    train, val = split_by_lesion(_samples(), val_fraction=0.2, seed=1)
+    assert not {s.lesion_id for s in train} & {s.lesion_id for s in val}
+    assert len(train) + len(val) == len(_samples())
+
+
+def test_split_is_stratified_and_seeded():
+    samples = _samples()
+    train, val = split_by_lesion(samples, val_fraction=0.2, seed=1)
+    assert all(count > 0 for count in class_counts(val))
+    assert all(count > 0 for count in class_counts(train))
+    assert split_by_lesion(samples, val_fraction=0.2, seed=1) == (train, val)
+    assert split_by_lesion(samples, val_fraction=0.2, seed=2) != (train, val)
+
+
+def test_split_rejects_a_bad_fraction():
+    with pytest.raises(ValueError, match="val_fraction"):
+        split_by_lesion(_samples(), val_fraction=1.5)
+
+
+def test_reads_the_ham10000_layout(examples_dir):
+    samples = read_samples(examples_dir)
+    assert len(samples) == 14
+    assert class_counts(samples) == [2] * 7
+    assert all(s.lesion_id.startswith("HAM_") for s in samples)
+
+
+def test_reads_the_official_two_folder_layout(examples_dir, tmp_path):
+    images = sorted((examples_dir / "images").iterdir())
+    for i, path in enumerate(images):
+        part = tmp_path / f"HAM10000_images_part_{1 + i % 2}"
+        part.mkdir(exist_ok=True)
+        shutil.copy(path, part)
+    shutil.copy(examples_dir / "HAM10000_metadata.csv", tmp_path)
+    assert [s.image_id for s in read_samples(tmp_path)] == [s.image_id for s in read_samples(examples_dir)]
+
+
+def test_reads_the_isic_2018_ground_truth_layout(examples_dir, tmp_path):
+    reference = read_samples(examples_dir)
+    shutil.copytree(examples_dir / "images", tmp_path / "ISIC2018_Task3_Training_Input")
+    with open(tmp_path / "ISIC2018_Task3_Training_GroundTruth.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image", *CLASS_CODES])
+        for s in reference:
+            writer.writerow([s.image_id, *("1.0" if i == s.label else "0.0" for i in range(7))])
+    samples = read_samples(tmp_path)
+    assert [(s.image_id, s.label) for s in samples] == [(s.image_id, s.label) for s in reference]
+
+
+def test_missing_images_are_reported(examples_dir, tmp_path):
+    shutil.copy(examples_dir / "HAM10000_metadata.csv", tmp_path)
+    with pytest.raises(FileNotFoundError, match="14 labelled images are missing"):
+        read_samples(tmp_path)

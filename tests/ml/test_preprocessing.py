@@ -1,0 +1,109 @@
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ml import preprocessing
+from ml.preprocessing import ImageError, PreprocessConfig, open_image, prepare, preprocess, shades_of_gray
+from tests.conftest import image_bytes
+
+
+@pytest.mark.parametrize(
+    ("mode", "fmt"),
+    [
+        ("RGB", "JPEG"), ("L", "JPEG"), ("CMYK", "JPEG"),
+        ("RGB", "PNG"), ("L", "PNG"), ("LA", "PNG"), ("P", "PNG"), ("RGBA", "PNG"), ("I;16", "PNG"),
+        ("RGB", "WEBP"), ("RGBA", "WEBP"),
+    ],
+)  # fmt: skip
+def test_every_mode_becomes_a_normalized_rgb_tensor(mode, fmt):
+    x = preprocess(image_bytes(mode=mode, fmt=fmt))
+    assert x.shape == (1, 3, 224, 224)
+    assert x.dtype == torch.float32
+    assert torch.isfinite(x).all()
+
+
+def test_sixteen_bit_greyscale_keeps_its_contrast():
+    values = np.full((30, 40), 10000, dtype=np.uint16)
+    values[:, :20] = 60000
+    image = Image.fromarray(values)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    rgb = open_image(buffer.getvalue())
+    assert rgb.getpixel((5, 5))[0] > 200
+    assert rgb.getpixel((35, 5))[0] < 60
+
+
+def test_exif_orientation_is_honoured():
+    # Stored landscape with "rotate 90°" in EXIF: a viewer shows it in portrait, and so must we.
+    image = Image.new("RGB", (200, 100), (255, 0, 0))
+    image.paste((0, 0, 255), (100, 0, 200, 100))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", exif=exif)
+    upright = open_image(buffer.getvalue())
+    assert upright.size == (100, 200)
+    top, bottom = upright.getpixel((50, 20)), upright.getpixel((50, 180))
+    assert top[0] > 200 and top[2] < 60  # red now on top
+    assert bottom[2] > 200 and bottom[0] < 60
+
+
+def test_large_jpeg_is_decoded_at_reduced_scale():
+    image = open_image(image_bytes(size=(4032, 3024)))
+    assert min(image.size) < 3024 / 4  # libjpeg scaled the decode down (draft mode)
+    assert prepare(image).shape == (3, 224, 224)
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"", "invalid_image"),
+        (b"not an image at all, just text", "unsupported_format"),
+        (image_bytes(fmt="GIF"), "unsupported_format"),
+        (image_bytes(fmt="BMP"), "unsupported_format"),
+        (image_bytes(fmt="JPEG")[:400], "invalid_image"),
+        (image_bytes(fmt="PNG")[:-30], "invalid_image"),
+    ],
+    ids=["empty", "text", "gif", "bmp", "truncated-jpeg", "truncated-png"],
+)
+def test_bad_input_raises_a_typed_error(data, code):
+    with pytest.raises(ImageError) as error:
+        preprocess(data)
+    assert error.value.code == code
+    assert error.value.message
+
+
+def test_too_many_pixels_is_refused_before_decoding(monkeypatch):
+    monkeypatch.setattr(preprocessing, "MAX_PIXELS", 100 * 100)
+    with pytest.raises(ImageError) as error:
+        preprocess(image_bytes(size=(200, 150), fmt="PNG"))
+    assert error.value.code == "too_many_pixels"
+    assert "200×150" in error.value.message
+
+
+def test_shades_of_gray_removes_a_colour_cast():
+    tinted = torch.zeros(3, 8, 8, dtype=torch.uint8)
+    tinted[0], tinted[1], tinted[2] = 200, 150, 100
+    corrected = shades_of_gray(tinted).float()
+    assert corrected[0].mean() == pytest.approx(corrected[1].mean(), abs=2)
+    assert corrected[1].mean() == pytest.approx(corrected[2].mean(), abs=2)
+
+
+def test_black_image_does_not_divide_by_zero():
+    assert torch.isfinite(preprocess(_black_png())).all()
+
+
+def _black_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (50, 50)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_colour_constancy_can_be_switched_off():
+    data = image_bytes()
+    plain = prepare(open_image(data), config=PreprocessConfig(colour_constancy="none"))
+    corrected = prepare(open_image(data))
+    assert not torch.equal(plain, corrected)

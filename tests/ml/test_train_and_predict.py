@@ -1,0 +1,83 @@
+"""A two-epoch training run on the committed examples, then the checkpoint and the predict CLI."""
+
+import csv
+import shutil
+
+import pytest
+import torch
+
+from ml import CLASS_CODES
+from ml.checkpoint import CheckpointError, load_checkpoint
+from ml.predict import Predictor
+from ml.predict import main as predict_main
+from ml.train import TrainConfig, train
+from tests.conftest import EXAMPLES
+
+
+@pytest.fixture(scope="module")
+def trained_checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "tiny.pt"
+    train(data=EXAMPLES, out=out, config=TrainConfig(epochs=2, batch_size=4, seed=0))
+    return out
+
+
+def test_training_writes_a_checkpoint_that_loads_safely(trained_checkpoint):
+    raw = torch.load(trained_checkpoint, map_location="cpu", weights_only=True)
+    assert raw["arch"] == "SimpleBNConv"
+    assert raw["class_codes"] == list(CLASS_CODES)
+    assert raw["temperature"] > 0
+    assert raw["data"]["images"] == 14
+    assert raw["data"]["split_seed"] == 0
+    assert raw["preprocessing"]["size"] == 224
+    assert len(raw["metrics"]["history"]) == 2
+    assert trained_checkpoint.with_suffix(".state.pt").exists()
+
+
+def test_resume_continues_after_the_last_epoch(trained_checkpoint, examples_dir, tmp_path):
+    out = tmp_path / "tiny.pt"
+    shutil.copy(trained_checkpoint, out)
+    shutil.copy(trained_checkpoint.with_suffix(".state.pt"), out.with_suffix(".state.pt"))
+    before = torch.load(out, map_location="cpu", weights_only=True)["metrics"]["history"]
+    train(data=examples_dir, out=out, config=TrainConfig(epochs=3, batch_size=4, seed=0), resume=True)
+    history = torch.load(out, map_location="cpu", weights_only=True)["metrics"]["history"]
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert history[:2] == before
+
+
+def test_checkpoint_predicts_probabilities(trained_checkpoint, example_image):
+    predictor = Predictor(trained_checkpoint)
+    probs = predictor.probabilities(torch.stack([predictor.prepare(example_image)] * 2), tta=True)
+    assert probs.shape == (2, 7)
+    assert torch.allclose(probs.sum(dim=1), torch.ones(2))
+    assert torch.allclose(probs[0], probs[1])
+
+
+def test_predict_cli_writes_the_isic_csv_and_skips_bad_files(trained_checkpoint, examples_dir, tmp_path, capsys):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"definitely not a jpeg")
+    out = tmp_path / "predictions.csv"
+    assert predict_main([str(examples_dir / "images"), str(bad), "--csv", str(out), "--checkpoint", str(trained_checkpoint)]) == 0
+    with open(out, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["image", "MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]
+    assert len(rows) == 1 + 14
+    assert {row[0] for row in rows[1:]} == {p.stem for p in (examples_dir / "images").iterdir()}
+    for row in rows[1:]:
+        assert sum(float(v) for v in row[1:]) == pytest.approx(1.0, abs=1e-4)
+    assert "skipped" in (err := capsys.readouterr().err) and "broken.jpg" in err
+
+
+def test_unknown_checkpoint_format_is_refused(tmp_path):
+    path = tmp_path / "old.pt"
+    torch.save({"format_version": 99}, path)
+    with pytest.raises(CheckpointError, match="unsupported checkpoint format 99"):
+        load_checkpoint(path)
+
+
+def test_unknown_architecture_is_refused(trained_checkpoint, tmp_path):
+    raw = torch.load(trained_checkpoint, map_location="cpu", weights_only=True)
+    raw["arch"] = "ResNet9000"
+    path = tmp_path / "other.pt"
+    torch.save(raw, path)
+    with pytest.raises(CheckpointError, match="unknown architecture 'ResNet9000'"):
+        load_checkpoint(path)
