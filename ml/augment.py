@@ -6,7 +6,9 @@ import torch
 import torch.nn.functional as F
 
 
-def random_affine(images: torch.Tensor, *, scale: tuple[float, float] = (0.8, 1.25), shift: float = 0.1) -> torch.Tensor:
+def random_affine(
+    images: torch.Tensor, *, scale: tuple[float, float] = (0.8, 1.25), shift: float = 0.1
+) -> torch.Tensor:
     """Rotate by any angle, flip, zoom and shift every image of an N×C×H×W float batch.
 
     A lesion has no "up", so every rotation and mirror image is as real as the original.

@@ -44,4 +44,6 @@ def reliability(probs: torch.Tensor, labels: torch.Tensor, *, bins: int = 15) ->
 def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, *, bins: int = 15) -> float:
     """ECE: the count-weighted gap between confidence and accuracy over equal-width bins."""
     total = len(labels)
-    return sum(row["count"] / total * abs(row["confidence"] - row["accuracy"]) for row in reliability(probs, labels, bins=bins))
+    return sum(
+        row["count"] / total * abs(row["confidence"] - row["accuracy"]) for row in reliability(probs, labels, bins=bins)
+    )

@@ -57,10 +57,13 @@ def format_report(report: dict[str, Any]) -> str:
         f"{'class':6} {'precision':>9} {'recall':>7} {'F1':>6} {'AUC':>6} {'support':>8}",
     ]
     for code, row in report["per_class"].items():
-        lines.append(
-            f"{code:6} {row['precision']:9.3f} {row['recall']:7.3f} {row['f1']:6.3f} {row['auc']:6.3f} {row['support']:8d}"
-        )
-    lines += ["", "confusion matrix (rows: truth, columns: prediction)", "       " + " ".join(f"{c:>5}" for c in CLASS_CODES)]
+        scores = " ".join(f"{row[k]:{w}.3f}" for k, w in (("precision", 9), ("recall", 7), ("f1", 6), ("auc", 6)))
+        lines.append(f"{code:6} {scores} {row['support']:8d}")
+    lines += [
+        "",
+        "confusion matrix (rows: truth, columns: prediction)",
+        "       " + " ".join(f"{c:>5}" for c in CLASS_CODES),
+    ]
     for code, row in zip(CLASS_CODES, report["confusion_matrix"]):
         lines.append(f"{code:6} " + " ".join(f"{v:5d}" for v in row))
     return "\n".join(lines)
@@ -73,12 +76,26 @@ def save_plots(report: dict[str, Any], out_dir: Path, *, stem: str) -> list[Path
     normalized = matrix / matrix.sum(dim=1, keepdim=True).clamp_min(1)
     fig, ax = plt.subplots(figsize=(6, 5))
     image = ax.imshow(normalized, cmap="Blues", vmin=0, vmax=1)
-    ax.set(xticks=range(7), yticks=range(7), xticklabels=CLASS_CODES, yticklabels=CLASS_CODES,
-           xlabel="predicted", ylabel="true", title=f"Confusion matrix (BMA {report['balanced_accuracy']:.3f})")  # fmt: skip
+    ax.set(
+        xticks=range(7),
+        yticks=range(7),
+        xticklabels=CLASS_CODES,
+        yticklabels=CLASS_CODES,
+        xlabel="predicted",
+        ylabel="true",
+        title=f"Confusion matrix (BMA {report['balanced_accuracy']:.3f})",
+    )
     for i in range(7):
         for j in range(7):
-            ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=8,
-                    color="white" if normalized[i, j] > 0.5 else "black")  # fmt: skip
+            ax.text(
+                j,
+                i,
+                int(matrix[i, j]),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if normalized[i, j] > 0.5 else "black",
+            )
     fig.colorbar(image, ax=ax, label="fraction of the true class")
     fig.tight_layout()
     confusion_path = out_dir / f"{stem}_confusion.png"
@@ -89,8 +106,13 @@ def save_plots(report: dict[str, Any], out_dir: Path, *, stem: str) -> list[Path
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
     ax.bar([b["confidence"] for b in bins], [b["accuracy"] for b in bins], width=1 / 15, alpha=0.7, label="accuracy")
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence of the top class", ylabel="accuracy",
-           title=f"Reliability (ECE {report['ece']:.3f})")  # fmt: skip
+    ax.set(
+        xlim=(0, 1),
+        ylim=(0, 1),
+        xlabel="confidence of the top class",
+        ylabel="accuracy",
+        title=f"Reliability (ECE {report['ece']:.3f})",
+    )
     ax.legend(loc="upper left")
     fig.tight_layout()
     reliability_path = out_dir / f"{stem}_reliability.png"
@@ -103,8 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ml.evaluate", description="Evaluate a checkpoint.")
     parser.add_argument("--data", required=True, type=Path, help="HAM10000 or ISIC 2018 Task 3 folder")
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
-    parser.add_argument("--split", choices=("val", "all"), default="val",
-                        help="'val': the checkpoint's lesion-grouped validation split; 'all': every image (a test set)")  # fmt: skip
+    parser.add_argument(
+        "--split",
+        choices=("val", "all"),
+        default="val",
+        help="'val': the checkpoint's lesion-grouped validation split; 'all': every image (a test set)",
+    )
     parser.add_argument("--tta", action="store_true", help="average over the eight flips and quarter turns")
     parser.add_argument("--out", type=Path, default=Path("reports"), help="folder for the JSON report and plots")
     return parser

@@ -21,9 +21,7 @@ def classification_report(probs: torch.Tensor, labels: torch.Tensor) -> dict[str
     predicted = probs.argmax(dim=1)
     y_true, y_pred, y_prob = labels.numpy(), predicted.numpy(), probs.double().numpy()
     classes = list(range(len(CLASS_CODES)))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=classes, zero_division=0
-    )
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=classes, zero_division=0)
     auc = [
         float(roc_auc_score(y_true == c, y_prob[:, c])) if 0 < (y_true == c).sum() < len(y_true) else float("nan")
         for c in classes

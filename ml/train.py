@@ -127,7 +127,12 @@ def _setup_distributed() -> tuple[int, int, torch.device]:
 
 
 def train(
-    *, data: Path, out: Path, config: TrainConfig, preprocess: PreprocessConfig = PreprocessConfig(), resume: bool = False
+    *,
+    data: Path,
+    out: Path,
+    config: TrainConfig,
+    preprocess: PreprocessConfig = PreprocessConfig(),
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Train, keep the best epoch by validation BMA, fit the temperature, write ``out``.
 
@@ -167,7 +172,9 @@ def train(
             print(f"resumed from {state_path} after epoch {start_epoch}", file=sys.stderr)
     trained = model
     if world_size > 1:
-        trained = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        trained = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     if config.compile:
         trained = torch.compile(trained)
 
@@ -186,10 +193,21 @@ def train(
     for epoch in range(start_epoch, config.epochs):
         started = time.monotonic()
         loss, step = train_one_epoch(
-            trained, ema, optimizer, train_pixels, train_labels,
-            sample_weights=sample_weights, class_weights=class_weights, config=config, preprocess=preprocess,
-            epoch=epoch, step=step, total_steps=total_steps, rank=rank, world_size=world_size,
-        )  # fmt: skip
+            trained,
+            ema,
+            optimizer,
+            train_pixels,
+            train_labels,
+            sample_weights=sample_weights,
+            class_weights=class_weights,
+            config=config,
+            preprocess=preprocess,
+            epoch=epoch,
+            step=step,
+            total_steps=total_steps,
+            rank=rank,
+            world_size=world_size,
+        )
         result = evaluate(ema.module, val_pixels, val_labels, preprocess=preprocess)
         row = {
             "epoch": epoch + 1,
@@ -207,14 +225,31 @@ def train(
             file=sys.stderr,
         )
         if result["balanced_accuracy"] > best["balanced_accuracy"]:
-            best = {"epoch": epoch + 1, "balanced_accuracy": result["balanced_accuracy"], "accuracy": result["accuracy"]}
-            save_checkpoint(out, model=ema.module, preprocess=preprocess, training=training, data=data_summary,
-                            metrics={"best_epoch": best})  # fmt: skip
+            best = {
+                "epoch": epoch + 1,
+                "balanced_accuracy": result["balanced_accuracy"],
+                "accuracy": result["accuracy"],
+            }
+            save_checkpoint(
+                out,
+                model=ema.module,
+                preprocess=preprocess,
+                training=training,
+                data=data_summary,
+                metrics={"best_epoch": best},
+            )
         torch.save(
-            {"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
-             "epoch": epoch + 1, "step": step, "best": best, "history": history},
+            {
+                "model": model.state_dict(),
+                "ema": ema.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "epoch": epoch + 1,
+                "step": step,
+                "best": best,
+                "history": history,
+            },
             state_path,
-        )  # fmt: skip
+        )
 
     if rank != 0:
         dist.destroy_process_group()
@@ -231,8 +266,15 @@ def train(
         "ece_after": expected_calibration_error(F.softmax(logits / temperature, dim=1), val_labels),
         "history": history,
     }
-    save_checkpoint(out, model=best_model, preprocess=preprocess, temperature=temperature, training=training,
-                    data=data_summary, metrics=metrics)  # fmt: skip
+    save_checkpoint(
+        out,
+        model=best_model,
+        preprocess=preprocess,
+        temperature=temperature,
+        training=training,
+        data=data_summary,
+        metrics=metrics,
+    )
     print(
         f"best epoch {best['epoch']}: val BMA {best['balanced_accuracy']:.4f}; temperature {temperature:.3f}, "
         f"ECE {metrics['ece_before']:.4f} → {metrics['ece_after']:.4f}; wrote {out}",

@@ -13,11 +13,19 @@ from tests.conftest import image_bytes
 @pytest.mark.parametrize(
     ("mode", "fmt"),
     [
-        ("RGB", "JPEG"), ("L", "JPEG"), ("CMYK", "JPEG"),
-        ("RGB", "PNG"), ("L", "PNG"), ("LA", "PNG"), ("P", "PNG"), ("RGBA", "PNG"), ("I;16", "PNG"),
-        ("RGB", "WEBP"), ("RGBA", "WEBP"),
+        ("RGB", "JPEG"),
+        ("L", "JPEG"),
+        ("CMYK", "JPEG"),
+        ("RGB", "PNG"),
+        ("L", "PNG"),
+        ("LA", "PNG"),
+        ("P", "PNG"),
+        ("RGBA", "PNG"),
+        ("I;16", "PNG"),
+        ("RGB", "WEBP"),
+        ("RGBA", "WEBP"),
     ],
-)  # fmt: skip
+)
 def test_every_mode_becomes_a_normalized_rgb_tensor(mode, fmt):
     x = preprocess(image_bytes(mode=mode, fmt=fmt))
     assert x.shape == (1, 3, 224, 224)

@@ -56,7 +56,12 @@ def test_predict_cli_writes_the_isic_csv_and_skips_bad_files(trained_checkpoint,
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"definitely not a jpeg")
     out = tmp_path / "predictions.csv"
-    assert predict_main([str(examples_dir / "images"), str(bad), "--csv", str(out), "--checkpoint", str(trained_checkpoint)]) == 0
+    assert (
+        predict_main(
+            [str(examples_dir / "images"), str(bad), "--csv", str(out), "--checkpoint", str(trained_checkpoint)]
+        )
+        == 0
+    )
     with open(out, newline="") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["image", "MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]

@@ -1,0 +1,32 @@
+# DermAI: `make run` starts the site, `make test` runs every check. Both set up .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint clean
+
+$(BIN)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -r requirements.txt
+	touch $@
+
+run: $(BIN)/.installed
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	@echo
+	@echo "  DermAI is starting on http://127.0.0.1:8000  (Ctrl-C stops it)"
+	@echo "  Admin: create a user with  $(BIN)/python manage.py createsuperuser  then open /admin/"
+	@echo
+	$(BIN)/gunicorn --config gunicorn.conf.py
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python manage.py makemigrations --check --dry-run
+
+test: lint
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) staticfiles

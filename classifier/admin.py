@@ -1,0 +1,17 @@
+from django.contrib import admin
+from django.db import models
+
+from classifier.models import LesionClass
+
+
+@admin.register(LesionClass)
+class LesionClassAdmin(admin.ModelAdmin):
+    list_display = ("code", "name", "category", "display_order", "short_description")
+    list_filter = ("category",)
+    search_fields = ("code", "name", "description")
+    ordering = ("display_order",)
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+
+    @admin.display(description="description")
+    def short_description(self, obj: LesionClass) -> str:
+        return obj.description if len(obj.description) <= 80 else obj.description[:77] + "…"

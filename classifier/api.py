@@ -1,0 +1,87 @@
+"""The JSON API (Django REST Framework): predictions, class content, model description, errors."""
+
+from http import HTTPStatus
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import exceptions
+from rest_framework.parsers import MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from classifier.serializers import (
+    ErrorSerializer,
+    LesionClassListSerializer,
+    LesionClassSerializer,
+    PredictionInputSerializer,
+    PredictionSerializer,
+)
+from classifier.services import DISCLAIMER, PredictionError, lesion_classes_get, model_describe, prediction_create
+
+# Error code → HTTP status. Codes are part of the API contract: never rename one.
+STATUS_BY_CODE = {
+    "missing_file": HTTPStatus.BAD_REQUEST,
+    "too_many_files": HTTPStatus.BAD_REQUEST,
+    "invalid_image": HTTPStatus.BAD_REQUEST,
+    "unsupported_format": HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+    "too_large": HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    "too_many_pixels": HTTPStatus.UNPROCESSABLE_ENTITY,
+}
+# DRF's own validation codes for the image field, as API error codes.
+VALIDATION_CODES = {
+    "required": "missing_file",
+    "invalid": "missing_file",
+    "no_name": "missing_file",
+    "empty": "invalid_image",
+}
+
+ERRORS = {status: OpenApiResponse(ErrorSerializer) for status in (400, 413, 415, 422)}
+
+
+def error_response(code: str, message: str, status: int) -> Response:
+    return Response({"error": {"code": code, "message": message}, "disclaimer": str(DISCLAIMER)}, status=status)
+
+
+def exception_handler(exc, context):
+    """Every API error as ``{"error": {"code", "message"}, "disclaimer"}`` with a 4xx status."""
+    if isinstance(exc, PredictionError):
+        return error_response(exc.code, exc.message, STATUS_BY_CODE.get(exc.code, HTTPStatus.BAD_REQUEST))
+    if isinstance(exc, exceptions.ValidationError) and isinstance(exc.detail, dict):
+        field, errors = next(iter(exc.detail.items()))
+        code = VALIDATION_CODES.get(errors[0].code, errors[0].code)
+        return error_response(code, f"{field}: {errors[0]}", STATUS_BY_CODE.get(code, HTTPStatus.BAD_REQUEST))
+    response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(exc, exceptions.APIException):
+        response.data = {"error": {"code": exc.default_code, "message": str(exc.detail)}, "disclaimer": str(DISCLAIMER)}
+    return response
+
+
+class PredictionCreateView(APIView):
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(
+        request={"multipart/form-data": PredictionInputSerializer},
+        responses={200: PredictionSerializer, **ERRORS},
+        summary="Classify one dermatoscopic image",
+    )
+    def post(self, request: Request) -> Response:
+        if len(request.FILES.getlist("image")) > 1:
+            raise PredictionError("too_many_files", "send exactly one file in the field 'image'")
+        serializer = PredictionInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        result = prediction_create(image=serializer.validated_data["image"].read())
+        return Response(PredictionSerializer(result).data, headers={"Cache-Control": "no-store"})
+
+
+class LesionClassListView(APIView):
+    @extend_schema(responses=LesionClassListSerializer, summary="The seven classes and their descriptions")
+    def get(self, request: Request) -> Response:
+        classes = LesionClassSerializer(lesion_classes_get().values(), many=True).data
+        return Response({"classes": classes, "disclaimer": str(DISCLAIMER)})
+
+
+class ModelInfoView(APIView):
+    @extend_schema(responses=dict, summary="The loaded model: classes, preprocessing, calibration, metrics")
+    def get(self, request: Request) -> Response:
+        return Response({**model_describe(), "disclaimer": str(DISCLAIMER)})

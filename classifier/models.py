@@ -1,0 +1,30 @@
+"""Admin-managed content about the seven lesion classes. No model stores uploads or predictions."""
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from ml import CLASS_CODES
+
+
+class LesionClass(models.Model):
+    """One of the seven ISIC 2018 diagnoses, with the plain-language text shown to visitors."""
+
+    class Category(models.TextChoices):
+        BENIGN = "benign", _("Benign")
+        MALIGNANT = "malignant", _("Malignant")
+        PRECANCEROUS = "precancerous", _("Precancerous")
+
+    code = models.CharField(max_length=5, unique=True, choices=[(c, c) for c in CLASS_CODES])
+    name = models.CharField(max_length=80)
+    category = models.CharField(max_length=12, choices=Category.choices)
+    description = models.TextField(help_text=_("Plain language, shown on every result page."))
+    reference_url = models.URLField(blank=True, help_text=_("Optional link to a trustworthy patient resource."))
+    display_order = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ("display_order", "code")
+        verbose_name = _("lesion class")
+        verbose_name_plural = _("lesion classes")
+
+    def __str__(self) -> str:
+        return f"{self.code} — {self.name}"

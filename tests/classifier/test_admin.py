@@ -1,0 +1,41 @@
+from http import HTTPStatus
+
+import pytest
+from django.urls import reverse
+
+from classifier.models import LesionClass
+
+pytestmark = pytest.mark.django_db
+
+
+def test_changelist_lists_search_and_filter(admin_client):
+    url = reverse("admin:classifier_lesionclass_changelist")
+    response = admin_client.get(url)
+    assert response.status_code == HTTPStatus.OK
+    assert response.context["cl"].result_count == 7
+    assert admin_client.get(url, {"q": "melanoma"}).context["cl"].result_count == 2  # MEL and NV mention it
+    assert admin_client.get(url, {"category__exact": "malignant"}).context["cl"].result_count == 2
+
+
+def test_superuser_edits_a_description(admin_client):
+    obj = LesionClass.objects.get(code="VASC")
+    url = reverse("admin:classifier_lesionclass_change", args=[obj.pk])
+    assert admin_client.get(url).status_code == HTTPStatus.OK
+    data = {
+        "code": "VASC",
+        "name": obj.name,
+        "category": obj.category,
+        "description": "New text.",
+        "reference_url": obj.reference_url,
+        "display_order": obj.display_order,
+    }
+    response = admin_client.post(url, data)
+    assert response.status_code == HTTPStatus.FOUND
+    obj.refresh_from_db()
+    assert obj.description == "New text."
+
+
+def test_anonymous_users_are_sent_to_login(client):
+    response = client.get(reverse("admin:classifier_lesionclass_changelist"))
+    assert response.status_code == HTTPStatus.FOUND
+    assert response["Location"].startswith(reverse("admin:login"))

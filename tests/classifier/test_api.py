@@ -1,0 +1,118 @@
+import hashlib
+from http import HTTPStatus
+
+import pytest
+from django.urls import reverse
+
+from classifier.models import LesionClass
+from ml import CLASS_CODES, preprocessing
+from tests.classifier.conftest import upload
+from tests.conftest import image_bytes
+
+pytestmark = pytest.mark.django_db
+
+
+def test_prediction_contract(client, example_image, settings):
+    response = client.post(reverse("api-predictions"), {"image": upload(example_image)})
+    assert response.status_code == HTTPStatus.OK
+    assert response["Content-Type"] == "application/json"
+    assert "no-store" in response["Cache-Control"]
+    body = response.json()
+    assert set(body) == {"model", "prediction", "probabilities", "uncertain", "disclaimer", "elapsed_ms"}
+    assert body["model"]["name"] == "SimpleBNConv"
+    assert body["model"]["sha256"] == hashlib.sha256(settings.DERMAI_CHECKPOINT.read_bytes()).hexdigest()
+    assert [p["code"] for p in body["probabilities"]] == list(CLASS_CODES)
+    assert sum(p["probability"] for p in body["probabilities"]) == pytest.approx(1.0, abs=1e-5)
+    top = max(body["probabilities"], key=lambda p: p["probability"])
+    assert body["prediction"] == top
+    assert set(top) == {"code", "name", "category", "probability"}
+    assert body["uncertain"] == (top["probability"] < settings.DERMAI_UNCERTAIN_BELOW)
+    assert "not a medical device" in body["disclaimer"]
+    assert body["elapsed_ms"] > 0
+
+
+def _error(response, status, code):
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+    assert "not a medical device" in body["disclaimer"]
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "status", "code"),
+    [
+        (b"just some text", "notes.jpg", HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_format"),
+        (image_bytes(fmt="GIF"), "a.gif", HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_format"),
+        (
+            b"<svg xmlns='http://www.w3.org/2000/svg'/>",
+            "a.svg",
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_format",
+        ),
+        (image_bytes()[:500], "cut.jpg", HTTPStatus.BAD_REQUEST, "invalid_image"),
+        (b"", "empty.jpg", HTTPStatus.BAD_REQUEST, "invalid_image"),
+    ],
+    ids=["text", "gif", "svg", "truncated", "empty"],
+)
+def test_bad_images_get_a_json_error_code(client, data, name, status, code):
+    _error(client.post(reverse("api-predictions"), {"image": upload(data, name)}), status, code)
+
+
+def test_missing_file(client):
+    _error(client.post(reverse("api-predictions"), {"picture": "nope"}), HTTPStatus.BAD_REQUEST, "missing_file")
+
+
+def test_two_files_in_the_single_endpoint(client, example_image):
+    files = [upload(example_image, "a.jpg"), upload(example_image, "b.jpg")]
+    _error(client.post(reverse("api-predictions"), {"image": files}), HTTPStatus.BAD_REQUEST, "too_many_files")
+
+
+def test_too_many_pixels(client, monkeypatch):
+    monkeypatch.setattr(preprocessing, "MAX_PIXELS", 100 * 100)
+    data = image_bytes(size=(400, 300), fmt="PNG")
+    _error(
+        client.post(reverse("api-predictions"), {"image": upload(data, "big.png")}),
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        "too_many_pixels",
+    )
+
+
+def test_json_body_is_refused(client):
+    response = client.post(reverse("api-predictions"), {"image": "x"}, content_type="application/json")
+    _error(response, HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+
+
+def test_wrong_method(client):
+    _error(client.get(reverse("api-predictions")), HTTPStatus.METHOD_NOT_ALLOWED, "method_not_allowed")
+
+
+def test_classes_lists_the_admin_content(client):
+    LesionClass.objects.filter(code="NV").update(name="Common mole")
+    body = client.get(reverse("api-classes")).json()
+    assert [c["code"] for c in body["classes"]] == list(CLASS_CODES)
+    assert body["classes"][1]["name"] == "Common mole"
+    assert {c["category"] for c in body["classes"]} == {"benign", "malignant", "precancerous"}
+    assert "not a medical device" in body["disclaimer"]
+
+
+def test_model_description(client, settings):
+    body = client.get(reverse("api-model")).json()
+    assert body["name"] == "SimpleBNConv"
+    assert body["classes"] == list(CLASS_CODES)
+    assert body["parameters"] == 142_791
+    assert body["calibration"]["temperature"] > 0
+    assert body["preprocessing"]["size"] == 224
+    assert body["uncertain_below"] == settings.DERMAI_UNCERTAIN_BELOW
+    assert "not a medical device" in body["disclaimer"]
+
+
+def test_openapi_schema_and_docs(client):
+    response = client.get(reverse("schema"), HTTP_ACCEPT="application/json")
+    assert response.status_code == HTTPStatus.OK
+    schema = response.json()
+    assert schema["openapi"].startswith("3.")
+    assert {"/api/v1/predictions/", "/api/v1/classes/", "/api/v1/model/"} <= set(schema["paths"])
+    docs = client.get(reverse("api-docs"))
+    assert docs.status_code == HTTPStatus.OK
+    assert b"swagger-ui" in docs.content

@@ -1,0 +1,17 @@
+from http import HTTPStatus
+
+
+def test_liveness(client):
+    response = client.get("/healthz")
+    assert response.status_code == HTTPStatus.OK
+    assert response.json() == {"status": "ok"}
+
+
+def test_readiness_when_the_model_loads(client):
+    assert client.get("/readyz").status_code == HTTPStatus.OK
+
+
+def test_not_ready_without_a_model(client, settings, tmp_path):
+    settings.DERMAI_CHECKPOINT = tmp_path / "missing.pt"
+    response = client.get("/readyz")
+    assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE

@@ -1,0 +1,56 @@
+"""Uploads never touch the disk: a 10 MB photo is classified, a 13 MB one refused, no temp file left."""
+
+import tempfile
+from http import HTTPStatus
+
+import pytest
+from django.urls import reverse
+
+from tests.classifier.conftest import noise_png, upload
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def temp_dir(settings, tmp_path, monkeypatch):
+    # Everything that might spill to a temporary file would land here.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    settings.FILE_UPLOAD_TEMP_DIR = str(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("url", [reverse("api-predictions"), reverse("home")])
+def test_a_10_mb_upload_is_classified_in_memory(client, temp_dir, url):
+    data = noise_png(10)
+    assert len(data) > 10 * 1024 * 1024 * 0.99
+    response = client.post(url, {"image": upload(data, "phone.png")})
+    assert response.status_code == HTTPStatus.OK
+    assert list(temp_dir.iterdir()) == []
+
+
+def test_a_13_mb_upload_is_refused_by_the_api(client, temp_dir):
+    response = client.post(reverse("api-predictions"), {"image": upload(noise_png(13), "huge.png")})
+    assert response.status_code == HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    assert response.json()["error"]["code"] == "too_large"
+    assert list(temp_dir.iterdir()) == []
+
+
+def test_a_13_mb_upload_re_renders_the_form(client, temp_dir):
+    response = client.post(reverse("home"), {"image": upload(noise_png(13), "huge.png")})
+    assert response.status_code == HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    assert "larger than the 12 MB limit" in response.content.decode()
+    assert list(temp_dir.iterdir()) == []
+
+
+def test_a_file_just_over_the_cap_is_caught_while_streaming(client, temp_dir, settings):
+    # Within the multipart allowance of the declared length, so only the upload handler sees it.
+    settings.DERMAI_MAX_UPLOAD_MB = 1
+    data = noise_png(1.02)
+    response = client.post(reverse("api-predictions"), {"image": upload(data, "over.png")})
+    assert response.status_code == HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    assert response.json()["error"]["code"] == "too_large"
+    assert list(temp_dir.iterdir()) == []
+
+
+def test_the_only_upload_handler_is_the_memory_one(settings):
+    assert settings.FILE_UPLOAD_HANDLERS == ["classifier.uploads.MemoryOnlyUploadHandler"]

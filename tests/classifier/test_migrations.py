@@ -1,0 +1,15 @@
+import pytest
+
+from classifier.models import LesionClass
+from ml import CLASS_CODES
+
+
+@pytest.mark.django_db
+def test_data_migration_seeds_the_seven_classes():
+    rows = list(LesionClass.objects.all())
+    assert [r.code for r in rows] == list(CLASS_CODES)
+    categories = {r.code: r.category for r in rows}
+    assert categories["MEL"] == categories["BCC"] == "malignant"
+    assert categories["AKIEC"] == "precancerous"
+    assert {categories[c] for c in ("NV", "BKL", "DF", "VASC")} == {"benign"}
+    assert all(len(r.description) > 80 and r.reference_url.startswith("https://") for r in rows)

@@ -1,0 +1,94 @@
+from http import HTTPStatus
+
+import pytest
+from django.urls import reverse
+
+from classifier.models import LesionClass
+from tests.classifier.conftest import upload
+from tests.conftest import image_bytes
+
+pytestmark = pytest.mark.django_db
+
+
+def test_home_shows_the_form_the_limit_examples_and_the_disclaimer(client):
+    response = client.get(reverse("home"))
+    assert response.status_code == HTTPStatus.OK
+    html = response.content.decode()
+    assert 'enctype="multipart/form-data"' in html
+    assert "csrfmiddlewaretoken" in html
+    assert "up to 12 MB" in html
+    assert html.count('href="/examples/ISIC_') == 7
+    assert "not a medical device" in html
+
+
+def test_a_good_image_shows_seven_probabilities_and_the_database_descriptions(client, example_image):
+    LesionClass.objects.filter(code="DF").update(description="Edited in the admin: a firm little bump.")
+    response = client.post(reverse("home"), {"image": upload(example_image)})
+    assert response.status_code == HTTPStatus.OK
+    html = response.content.decode()
+    assert html.count('<span class="value">') == 7  # the chart, readable as text
+    result = response.context["result"]
+    assert len(result.probabilities) == 7
+    assert sum(p.probability for p in result.probabilities) == pytest.approx(1.0, abs=1e-5)
+    assert "Edited in the admin: a firm little bump." in html
+    assert "%" in html and result.prediction.name in html
+    assert "data:image/png;base64," in html
+    assert "not a medical device" in html
+    assert "no-store" in response["Cache-Control"]
+
+
+def test_the_uncertain_notice_follows_the_documented_threshold(client, example_image, settings):
+    settings.DERMAI_UNCERTAIN_BELOW = 1.01  # every answer is below: the notice must show
+    html = client.post(reverse("home"), {"image": upload(example_image)}).content.decode()
+    assert "The model is uncertain." in html
+    settings.DERMAI_UNCERTAIN_BELOW = 0.0
+    html = client.post(reverse("home"), {"image": upload(example_image)}).content.decode()
+    assert "The model is uncertain." not in html
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "message"),
+    [
+        (b"%PDF-1.4 this is a document", "report.pdf", "unsupported or unrecognised image format"),
+        (image_bytes(fmt="GIF"), "anim.gif", "unsupported or unrecognised image format"),
+        (image_bytes()[:300], "cut.jpg", "corrupt"),
+    ],
+)
+def test_a_bad_file_shows_a_form_error(client, data, name, message):
+    response = client.post(reverse("home"), {"image": upload(data, name)})
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    html = response.content.decode()
+    assert 'role="alert"' in html and message in html
+    assert 'type="file"' in html  # the form is shown again
+
+
+def test_no_file_shows_a_form_error(client):
+    response = client.post(reverse("home"), {})
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert "Choose an image file to analyse." in response.content.decode()
+
+
+def test_an_example_is_classified_with_one_click(client):
+    response = client.get(reverse("example", args=["ISIC_0024306"]))
+    assert response.status_code == HTTPStatus.OK
+    html = response.content.decode()
+    assert "diagnosed as NV in the HAM10000 dataset" in html
+    assert len(response.context["result"].probabilities) == 7
+
+
+def test_an_unknown_example_is_not_found(client):
+    assert client.get(reverse("example", args=["ISIC_9999999"])).status_code == HTTPStatus.NOT_FOUND
+
+
+def test_about_page_explains_privacy_and_the_model(client):
+    html = client.get(reverse("about")).content.decode()
+    assert "never written to disk" in html
+    assert "142,791" in html
+    assert "sha256" in html
+
+
+def test_csrf_is_enforced_on_the_upload_form(example_image):
+    from django.test import Client
+
+    response = Client(enforce_csrf_checks=True).post(reverse("home"), {"image": upload(example_image)})
+    assert response.status_code == HTTPStatus.FORBIDDEN
