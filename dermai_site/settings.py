@@ -5,6 +5,8 @@ from pathlib import Path
 import environ
 from django.core.management.utils import get_random_secret_key
 
+from ml import SHIPPED_CHECKPOINT
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"  # local state: SQLite database and generated secret key, never committed
 
@@ -100,7 +102,7 @@ DERMAI_MAX_UPLOAD_MB = env.float("DERMAI_MAX_UPLOAD_MB", default=12)
 FILE_UPLOAD_HANDLERS = ["classifier.uploads.MemoryOnlyUploadHandler"]
 
 # The model: the shipped checkpoint unless another is named; torch threads per worker process.
-DERMAI_CHECKPOINT = Path(env.str("DERMAI_CHECKPOINT", default=str(BASE_DIR / "ml" / "weights" / "simplebnconv-v1.pt")))
+DERMAI_CHECKPOINT = Path(env.str("DERMAI_CHECKPOINT", default=str(SHIPPED_CHECKPOINT)))
 DERMAI_TORCH_THREADS = env.int("DERMAI_TORCH_THREADS", default=1)
 # A prediction is flagged "uncertain" when its calibrated top probability is below this.
 DERMAI_UNCERTAIN_BELOW = env.float("DERMAI_UNCERTAIN_BELOW", default=0.5)

@@ -1,4 +1,9 @@
 """DermAI machine learning: a framework-free package (PyTorch, no Django)."""
 
+from pathlib import Path
+
 # ISIC 2018 Task 3 column order: the order of every tensor, CSV and API list in the project.
 CLASS_CODES: tuple[str, ...] = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
+
+# The model that ships with the project (see ml/MODEL_CARD.md).
+SHIPPED_CHECKPOINT = Path(__file__).parent / "weights" / "simplebnconv-v1.pt"

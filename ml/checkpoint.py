@@ -98,3 +98,10 @@ def load_checkpoint(path: Path) -> LoadedModel:
     )
     meta = {k: v for k, v in checkpoint.items() if k != "state_dict"}
     return LoadedModel(model=model, preprocess=preprocess, temperature=checkpoint["temperature"], meta=meta)
+
+
+def record_evaluation(path: Path, *, key: str, report: dict[str, Any]) -> None:
+    """Store an evaluation summary under ``metrics["evaluation"][key]`` of an existing checkpoint."""
+    checkpoint = torch.load(Path(path), map_location="cpu", weights_only=True)
+    checkpoint["metrics"].setdefault("evaluation", {})[key] = report
+    torch.save(checkpoint, path)

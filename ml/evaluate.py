@@ -13,12 +13,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from ml import CLASS_CODES  # noqa: E402
+from ml import CLASS_CODES, SHIPPED_CHECKPOINT  # noqa: E402
 from ml.calibration import expected_calibration_error, reliability  # noqa: E402
-from ml.checkpoint import load_checkpoint  # noqa: E402
+from ml.checkpoint import load_checkpoint, record_evaluation  # noqa: E402
 from ml.data import load_pixels, read_samples, split_by_lesion  # noqa: E402
 from ml.metrics import classification_report  # noqa: E402
-from ml.predict import DEFAULT_CHECKPOINT, predict_logits  # noqa: E402
+from ml.predict import predict_logits  # noqa: E402
 
 
 def evaluate_checkpoint(*, data: Path, checkpoint: Path, split: str = "val", tta: bool = False) -> dict[str, Any]:
@@ -124,7 +124,7 @@ def save_plots(report: dict[str, Any], out_dir: Path, *, stem: str) -> list[Path
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ml.evaluate", description="Evaluate a checkpoint.")
     parser.add_argument("--data", required=True, type=Path, help="HAM10000 or ISIC 2018 Task 3 folder")
-    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    parser.add_argument("--checkpoint", type=Path, default=SHIPPED_CHECKPOINT)
     parser.add_argument(
         "--split",
         choices=("val", "all"),
@@ -133,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--tta", action="store_true", help="average over the eight flips and quarter turns")
     parser.add_argument("--out", type=Path, default=Path("reports"), help="folder for the JSON report and plots")
+    parser.add_argument(
+        "--record", action="store_true", help="also store the summary in the checkpoint (the web app shows it)"
+    )
     return parser
 
 
@@ -144,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2))
     paths = save_plots(report, args.out, stem=stem)
+    if args.record:
+        key = ("validation" if args.split == "val" else "all") + ("_tta" if args.tta else "")
+        summary = {k: v for k, v in report.items() if k not in ("reliability", "checkpoint")}
+        record_evaluation(args.checkpoint, key=key, report=summary)
     print(f"\nwrote {args.out / (stem + '.json')}, " + ", ".join(map(str, paths)), file=sys.stderr)
     return 0
 

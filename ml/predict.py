@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ml import CLASS_CODES
+from ml import CLASS_CODES, SHIPPED_CHECKPOINT
 from ml.augment import dihedral
 from ml.checkpoint import load_checkpoint
 from ml.data import IMAGE_SUFFIXES
@@ -104,13 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("paths", nargs="+", type=Path, help="image files and/or folders")
     parser.add_argument("--csv", required=True, type=Path, help="output CSV (image,MEL,NV,BCC,AKIEC,BKL,DF,VASC)")
-    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    parser.add_argument("--checkpoint", type=Path, default=SHIPPED_CHECKPOINT)
     parser.add_argument("--tta", action="store_true", help="average over the eight flips and quarter turns")
     parser.add_argument("--batch-size", type=int, default=64)
     return parser
-
-
-DEFAULT_CHECKPOINT = Path(__file__).parent / "weights" / "simplebnconv.pt"
 
 
 def main(argv: list[str] | None = None) -> int:

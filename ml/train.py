@@ -33,7 +33,7 @@ class TrainConfig:
 
     epochs: int = 40
     batch_size: int = 64
-    lr: float = 3e-3
+    lr: float = 1e-3
     weight_decay: float = 0.01
     warmup_epochs: int = 2
     label_smoothing: float = 0.1

@@ -1,6 +1,7 @@
 """A two-epoch training run on the committed examples, then the checkpoint and the predict CLI."""
 
 import csv
+import json
 import shutil
 
 import pytest
@@ -8,6 +9,7 @@ import torch
 
 from ml import CLASS_CODES
 from ml.checkpoint import CheckpointError, load_checkpoint
+from ml.evaluate import main as evaluate_main
 from ml.predict import Predictor
 from ml.predict import main as predict_main
 from ml.train import TrainConfig, train
@@ -86,3 +88,20 @@ def test_unknown_architecture_is_refused(trained_checkpoint, tmp_path):
     torch.save(raw, path)
     with pytest.raises(CheckpointError, match="unknown architecture 'ResNet9000'"):
         load_checkpoint(path)
+
+
+def test_evaluate_cli_writes_report_plots_and_records_them(trained_checkpoint, examples_dir, tmp_path, capsys):
+    checkpoint = tmp_path / "tiny.pt"
+    shutil.copy(trained_checkpoint, checkpoint)
+    args = ["--data", str(examples_dir), "--checkpoint", str(checkpoint), "--split", "all", "--tta"]
+    assert evaluate_main([*args, "--out", str(tmp_path / "reports"), "--record"]) == 0
+    printed = capsys.readouterr().out
+    assert "BMA" in printed and "confusion matrix" in printed
+    report = json.loads((tmp_path / "reports" / "tiny_all_tta.json").read_text())
+    assert report["n"] == 14
+    assert set(report["per_class"]) == set(CLASS_CODES)
+    assert sum(map(sum, report["confusion_matrix"])) == 14
+    for plot in ("tiny_all_tta_confusion.png", "tiny_all_tta_reliability.png"):
+        assert (tmp_path / "reports" / plot).read_bytes().startswith(b"\x89PNG")
+    recorded = load_checkpoint(checkpoint).meta["metrics"]["evaluation"]["all_tta"]
+    assert recorded["balanced_accuracy"] == report["balanced_accuracy"]
