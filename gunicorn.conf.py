@@ -6,7 +6,7 @@ bind = os.environ.get("DERMAI_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", 2))
 threads = 1
 # Each worker runs inference on this many torch threads; together they fill the cores, no more.
-raw_env = [f"DERMAI_TORCH_THREADS={max(1, (os.cpu_count() or 1) // workers)}"]
+os.environ.setdefault("DERMAI_TORCH_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
 timeout = 30
 graceful_timeout = 20
 max_requests = 2000  # recycle workers now and then

@@ -2,7 +2,8 @@
 
 from http import HTTPStatus
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
@@ -11,13 +12,25 @@ from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from classifier.serializers import (
+    BatchInputSerializer,
+    BatchItemSerializer,
+    BatchSerializer,
     ErrorSerializer,
     LesionClassListSerializer,
     LesionClassSerializer,
     PredictionInputSerializer,
     PredictionSerializer,
 )
-from classifier.services import DISCLAIMER, PredictionError, lesion_classes_get, model_describe, prediction_create
+from classifier.services import (
+    DISCLAIMER,
+    ImageUpload,
+    PredictionError,
+    lesion_classes_get,
+    model_describe,
+    model_info_get,
+    prediction_create,
+    predictions_create,
+)
 
 # Error code → HTTP status. Codes are part of the API contract: never rename one.
 STATUS_BY_CODE = {
@@ -28,15 +41,16 @@ STATUS_BY_CODE = {
     "too_large": HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
     "too_many_pixels": HTTPStatus.UNPROCESSABLE_ENTITY,
 }
-# DRF's own validation codes for the image field, as API error codes.
+# DRF's own validation codes for a file field, as API error codes.
 VALIDATION_CODES = {
     "required": "missing_file",
     "invalid": "missing_file",
     "no_name": "missing_file",
+    "not_a_list": "missing_file",
     "empty": "invalid_image",
 }
-
 ERRORS = {status: OpenApiResponse(ErrorSerializer) for status in (400, 413, 415, 422)}
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 def error_response(code: str, message: str, status: int) -> Response:
@@ -49,8 +63,9 @@ def exception_handler(exc, context):
         return error_response(exc.code, exc.message, STATUS_BY_CODE.get(exc.code, HTTPStatus.BAD_REQUEST))
     if isinstance(exc, exceptions.ValidationError) and isinstance(exc.detail, dict):
         field, errors = next(iter(exc.detail.items()))
-        code = VALIDATION_CODES.get(errors[0].code, errors[0].code)
-        return error_response(code, f"{field}: {errors[0]}", STATUS_BY_CODE.get(code, HTTPStatus.BAD_REQUEST))
+        first = errors[0] if isinstance(errors, list) else next(iter(errors.values()))[0]
+        code = VALIDATION_CODES.get(first.code, first.code)
+        return error_response(code, f"{field}: {first}", STATUS_BY_CODE.get(code, HTTPStatus.BAD_REQUEST))
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, exceptions.APIException):
         response.data = {"error": {"code": exc.default_code, "message": str(exc.detail)}, "disclaimer": str(DISCLAIMER)}
@@ -62,6 +77,7 @@ class PredictionCreateView(APIView):
 
     @extend_schema(
         request={"multipart/form-data": PredictionInputSerializer},
+        parameters=[OpenApiParameter("explain", OpenApiTypes.BOOL, description="add a Grad-CAM overlay (PNG)")],
         responses={200: PredictionSerializer, **ERRORS},
         summary="Classify one dermatoscopic image",
     )
@@ -70,8 +86,32 @@ class PredictionCreateView(APIView):
             raise PredictionError("too_many_files", "send exactly one file in the field 'image'")
         serializer = PredictionInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        result = prediction_create(image=serializer.validated_data["image"].read())
-        return Response(PredictionSerializer(result).data, headers={"Cache-Control": "no-store"})
+        explain = request.query_params.get("explain", "").lower() in ("1", "true", "yes")
+        upload = ImageUpload.from_file(serializer.validated_data["image"])
+        result = prediction_create(image=upload, explain=explain)
+        return Response(PredictionSerializer(result).data, headers=NO_STORE)
+
+
+class BatchPredictionCreateView(APIView):
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(
+        request={"multipart/form-data": BatchInputSerializer},
+        responses={200: BatchSerializer, **ERRORS},
+        summary="Classify up to 20 images in one batched pass; a bad file becomes a per-item error",
+    )
+    def post(self, request: Request) -> Response:
+        files = request.FILES.getlist("images")
+        if not files:
+            raise PredictionError("missing_file", "send one or more files in the field 'images'")
+        items = predictions_create(images=[ImageUpload.from_file(f) for f in files])
+        info = model_info_get()
+        body = {
+            "model": {"name": info.name, "version": info.version, "sha256": info.sha256},
+            "results": BatchItemSerializer(items, many=True).data,
+            "disclaimer": str(DISCLAIMER),
+        }
+        return Response(body, headers=NO_STORE)
 
 
 class LesionClassListView(APIView):
@@ -82,6 +122,6 @@ class LesionClassListView(APIView):
 
 
 class ModelInfoView(APIView):
-    @extend_schema(responses=dict, summary="The loaded model: classes, preprocessing, calibration, metrics")
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="The loaded model: classes, preprocessing, calibration")
     def get(self, request: Request) -> Response:
         return Response({**model_describe(), "disclaimer": str(DISCLAIMER)})

@@ -1,4 +1,6 @@
-"""DRF serializers: the prediction input, and the shapes of every JSON answer (for the schema too)."""
+"""DRF serializers: the prediction inputs, and the shapes of every JSON answer (for the schema too)."""
+
+import base64
 
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
@@ -7,24 +9,27 @@ from rest_framework import serializers
 
 from classifier.models import LesionClass
 from classifier.services import DISCLAIMER
-from classifier.uploads import max_upload_bytes, too_large_message
 
 
 class PredictionInputSerializer(serializers.Serializer):
-    image = serializers.FileField(
-        help_text=_("A dermatoscopic photo: JPEG, PNG or WebP."),
-    )
+    image = serializers.FileField(help_text=_("A dermatoscopic photo: JPEG, PNG or WebP."))
 
-    def validate_image(self, image):
-        if image.size > max_upload_bytes():
-            raise serializers.ValidationError(too_large_message(), code="too_large")
-        return image
+
+class BatchInputSerializer(serializers.Serializer):
+    images = serializers.ListField(
+        child=serializers.FileField(), help_text=_("Up to 20 photos; repeat the field once per file.")
+    )
 
 
 class LesionClassSerializer(serializers.ModelSerializer):
     class Meta:
         model = LesionClass
         fields = ("code", "name", "category", "description", "reference_url")
+
+
+class LesionClassListSerializer(serializers.Serializer):
+    classes = LesionClassSerializer(many=True)
+    disclaimer = serializers.CharField()
 
 
 class ModelSerializer(serializers.Serializer):
@@ -40,6 +45,12 @@ class ClassProbabilitySerializer(serializers.Serializer):
     probability = serializers.FloatField()
 
 
+class ExplanationSerializer(serializers.Serializer):
+    method = serializers.CharField(default="grad-cam")
+    code = serializers.CharField(help_text=_("The class the heatmap explains: the predicted one."))
+    overlay_png_base64 = serializers.CharField(help_text=_("PNG of the heatmap over the 224×224 model input."))
+
+
 class PredictionSerializer(serializers.Serializer):
     model = ModelSerializer()
     prediction = ClassProbabilitySerializer()
@@ -47,8 +58,16 @@ class PredictionSerializer(serializers.Serializer):
     uncertain = serializers.BooleanField(
         help_text=_("True when the top calibrated probability is below the threshold.")
     )
+    explanation = serializers.SerializerMethodField(help_text=_("Only with ?explain=1."))
     disclaimer = serializers.SerializerMethodField()
     elapsed_ms = serializers.FloatField(help_text=_("Time spent decoding, preprocessing and running the model."))
+
+    @extend_schema_field(ExplanationSerializer(allow_null=True))
+    def get_explanation(self, result) -> dict | None:
+        if not result.heatmap_png:
+            return None
+        encoded = base64.b64encode(result.heatmap_png).decode("ascii")
+        return {"method": "grad-cam", "code": result.prediction.code, "overlay_png_base64": encoded}
 
     @extend_schema_field(OpenApiTypes.STR)
     def get_disclaimer(self, result) -> str:
@@ -65,6 +84,22 @@ class ErrorSerializer(serializers.Serializer):
     disclaimer = serializers.CharField()
 
 
-class LesionClassListSerializer(serializers.Serializer):
-    classes = LesionClassSerializer(many=True)
+class BatchItemSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text=_("The uploaded file name."))
+    prediction = ClassProbabilitySerializer(source="result.prediction", required=False)
+    probabilities = ClassProbabilitySerializer(source="result.probabilities", many=True, required=False)
+    uncertain = serializers.BooleanField(source="result.uncertain", required=False)
+    error = ErrorDetailSerializer(
+        required=False, help_text=_("Present instead of a result when the file was unusable.")
+    )
+
+    def to_representation(self, item):
+        if item.error is not None:
+            return {"name": item.name, "error": {"code": item.error.code, "message": item.error.message}}
+        return super().to_representation(item)
+
+
+class BatchSerializer(serializers.Serializer):
+    model = ModelSerializer()
+    results = BatchItemSerializer(many=True)
     disclaimer = serializers.CharField()

@@ -6,7 +6,7 @@ import functools
 import hashlib
 import io
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,9 @@ from PIL import Image
 from classifier.models import LesionClass
 from ml import CLASS_CODES
 from ml.checkpoint import CheckpointError
+from ml.explain import grad_cam, overlay
 from ml.predict import Predictor
-from ml.preprocessing import ImageError
+from ml.preprocessing import ImageError, normalize
 
 DISCLAIMER = _(
     "DermAI is for education and research only. It is not a medical device, does not diagnose, "
@@ -34,6 +35,20 @@ class PredictionError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+@dataclass(frozen=True)
+class ImageUpload:
+    """One uploaded file as the views hand it over: its name, its bytes and its true size."""
+
+    name: str
+    data: bytes
+    size: int
+
+    @classmethod
+    def from_file(cls, file) -> "ImageUpload":
+        """From a Django ``UploadedFile`` (held in memory by ``MemoryOnlyUploadHandler``)."""
+        return cls(name=file.name or "", data=file.read(), size=file.size)
 
 
 @dataclass(frozen=True)
@@ -67,11 +82,22 @@ class PredictionResult:
     probabilities: list[ClassProbability]  # CLASS_CODES order
     uncertain: bool
     elapsed_ms: float
-    preview_data_uri: str = ""
+    image_data_uri: str = ""  # what the model saw, for the page; never stored
+    heatmap_data_uri: str = ""  # Grad-CAM overlay, when asked for
+    heatmap_png: bytes = field(default=b"", repr=False)
 
     @property
     def ranked(self) -> list[ClassProbability]:
         return sorted(self.probabilities, key=lambda p: p.probability, reverse=True)
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One file of a batch: a result, or the error that kept it from one."""
+
+    name: str
+    result: PredictionResult | None = None
+    error: PredictionError | None = None
 
 
 @functools.lru_cache(maxsize=2)
@@ -115,17 +141,18 @@ def lesion_classes_get() -> dict[str, LesionClass]:
     }
 
 
-def prediction_create(*, image: bytes, preview: bool = False) -> PredictionResult:
-    """Classify one image held in memory; raise :class:`PredictionError` for unusable input."""
-    predictor, info = predictor_get()
-    started = time.perf_counter()
+def _prepare(predictor: Predictor, upload: ImageUpload) -> torch.Tensor:
+    if upload.size > settings.DERMAI_MAX_UPLOAD_MB * 1024 * 1024:
+        raise PredictionError("too_large", f"the image is larger than the {settings.DERMAI_MAX_UPLOAD_MB:g} MB limit")
     try:
-        pixels = predictor.prepare(image)
+        return predictor.prepare(upload.data)
     except ImageError as error:
         raise PredictionError(error.code, error.message) from None
-    probs = predictor.probabilities(pixels.unsqueeze(0))[0].tolist()
-    elapsed_ms = (time.perf_counter() - started) * 1000
-    classes = lesion_classes_get()
+
+
+def _result(
+    probs: list[float], *, info: ModelInfo, classes: dict[str, LesionClass], elapsed_ms: float, **images: Any
+) -> PredictionResult:
     probabilities = [
         ClassProbability(
             code=code,
@@ -145,14 +172,84 @@ def prediction_create(*, image: bytes, preview: bool = False) -> PredictionResul
         probabilities=probabilities,
         uncertain=top.probability < settings.DERMAI_UNCERTAIN_BELOW,
         elapsed_ms=round(elapsed_ms, 1),
-        preview_data_uri=_data_uri(pixels) if preview else "",
+        **images,
     )
 
 
-def _data_uri(pixels: torch.Tensor) -> str:
+def prediction_create(*, image: ImageUpload, preview: bool = False, explain: bool = False) -> PredictionResult:
+    """Classify one image held in memory; raise :class:`PredictionError` for unusable input.
+
+    ``preview`` adds the image as the model saw it, ``explain`` a Grad-CAM overlay for the top class.
+    """
+    predictor, info = predictor_get()
+    started = time.perf_counter()
+    pixels = _prepare(predictor, image)
+    probs = predictor.probabilities(pixels.unsqueeze(0))[0]
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    images: dict[str, Any] = {}
+    if preview:
+        images["image_data_uri"] = _data_uri(_png(pixels))
+    if explain:
+        inputs = normalize(pixels, config=predictor.config).unsqueeze(0)
+        cam = grad_cam(predictor.model, inputs, target=int(probs.argmax()))
+        images["heatmap_png"] = _png(overlay(pixels, cam))
+        images["heatmap_data_uri"] = _data_uri(images["heatmap_png"])
+    return _result(probs.tolist(), info=info, classes=lesion_classes_get(), elapsed_ms=elapsed_ms, **images)
+
+
+def predictions_create(*, images: list[ImageUpload], thumbnails: bool = False) -> list[BatchItem]:
+    """Classify several images in one batched forward pass; a bad file becomes an item error."""
+    if not images:
+        raise PredictionError("missing_file", "send at least one image")
+    if len(images) > settings.DERMAI_MAX_BATCH_FILES:
+        raise PredictionError("too_many_files", f"send at most {settings.DERMAI_MAX_BATCH_FILES} images at once")
+    predictor, info = predictor_get()
+    started = time.perf_counter()
+    prepared: dict[int, torch.Tensor] = {}
+    errors: dict[int, PredictionError] = {}
+    for index, upload in enumerate(images):
+        try:
+            prepared[index] = _prepare(predictor, upload)
+        except PredictionError as error:
+            errors[index] = error
+    probs = predictor.probabilities(torch.stack(list(prepared.values()))) if prepared else torch.empty(0)
+    elapsed_ms = (time.perf_counter() - started) * 1000 / max(1, len(prepared))
+    probs_by_index = dict(zip(prepared, probs.tolist()))
+    classes = lesion_classes_get()
+    items = []
+    for index, upload in enumerate(images):
+        if index in errors:
+            items.append(BatchItem(name=upload.name, error=errors[index]))
+            continue
+        extra = {"image_data_uri": _data_uri(_png(prepared[index], size=96))} if thumbnails else {}
+        result = _result(probs_by_index[index], info=info, classes=classes, elapsed_ms=elapsed_ms, **extra)
+        items.append(BatchItem(name=upload.name, result=result))
+    return items
+
+
+def batch_csv(items: list[BatchItem]) -> str:
+    """The ISIC 2018 Task 3 submission columns plus the top class, one row per classified file."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["image", *CLASS_CODES, "prediction"])
+    for item in items:
+        if item.result is not None:
+            probs = [f"{p.probability:.6f}" for p in item.result.probabilities]
+            writer.writerow([Path(item.name).stem, *probs, item.result.prediction.code])
+    return buffer.getvalue()
+
+
+def _png(pixels: torch.Tensor, *, size: int | None = None) -> bytes:
+    image = Image.fromarray(pixels.permute(1, 2, 0).numpy())
+    if size:
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
     buffer = io.BytesIO()
-    Image.fromarray(pixels.permute(1, 2, 0).numpy()).save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -167,7 +264,7 @@ def examples_list() -> list[ExampleImage]:
     """The committed example images (one per class), with their ground-truth class."""
     with open(settings.DERMAI_EXAMPLES_DIR / "HAM10000_metadata.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    first_per_class = {}
+    first_per_class: dict[str, str] = {}
     for row in rows:
         first_per_class.setdefault(row["dx"].upper(), row["image_id"])
     return [
@@ -183,7 +280,8 @@ def example_prediction_create(*, image_id: str) -> tuple[ExampleImage, Predictio
     if example is None:
         raise PredictionError("unknown_example", f"there is no example image {image_id!r}")
     data = (settings.DERMAI_EXAMPLES_DIR / "images" / f"{image_id}.jpg").read_bytes()
-    return example, prediction_create(image=data, preview=True)
+    upload = ImageUpload(name=f"{image_id}.jpg", data=data, size=len(data))
+    return example, prediction_create(image=upload, preview=True, explain=True)
 
 
 def model_describe() -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Uploads stay in memory: one upload handler with a hard size cap, and a guard on the declared size."""
+"""Uploads stay in memory: one upload handler with hard size caps, and a guard on the declared size."""
 
 import io
 
@@ -6,45 +6,52 @@ from django.conf import settings
 from django.core.files.uploadedfile import InMemoryUploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
 
+MEGABYTE = 1024 * 1024
 # Room for the multipart boundaries, part headers and the CSRF token around the file bytes.
 MULTIPART_OVERHEAD = 64 * 1024
 
 
-def max_upload_bytes() -> int:
-    return int(settings.DERMAI_MAX_UPLOAD_MB * 1024 * 1024)
+def max_file_bytes() -> int:
+    return int(settings.DERMAI_MAX_UPLOAD_MB * MEGABYTE)
+
+
+def max_request_bytes() -> int:
+    return int(settings.DERMAI_MAX_REQUEST_MB * MEGABYTE)
 
 
 def too_large_message() -> str:
-    return f"the upload is larger than the {settings.DERMAI_MAX_UPLOAD_MB:g} MB limit"
+    return f"the upload is larger than the {settings.DERMAI_MAX_REQUEST_MB:g} MB limit for one request"
 
 
 def declared_too_large(request) -> bool:
-    """Whether the request announces a body over the cap (checked before any byte is read)."""
+    """Whether the request announces a body over the request cap (checked before any byte is read)."""
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         return False
-    return length > max_upload_bytes() + MULTIPART_OVERHEAD
+    return length > max_request_bytes() + MULTIPART_OVERHEAD
 
 
 class MemoryOnlyUploadHandler(FileUploadHandler):
     """Collect uploaded files in RAM and never fall back to a temporary file on disk.
 
-    Past the cap (counted over all files of the request) the bytes are counted but not kept, so a
-    body that grows beyond its announced size costs no memory; the file keeps its true ``size``
-    and the view refuses it as too large.
+    A file over the per-image cap, or any bytes past the per-request cap, are counted but not
+    kept: the file keeps its true ``size`` and the service refuses it as too large, so an
+    oversized body costs no memory.
     """
 
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
-        self.total = 0
+        self.request_bytes = 0
 
     def new_file(self, *args, **kwargs):
         super().new_file(*args, **kwargs)
         self.buffer = io.BytesIO()
+        self.file_bytes = 0
 
     def receive_data_chunk(self, raw_data, start):
-        self.total += len(raw_data)
-        if self.total <= max_upload_bytes():
+        self.file_bytes += len(raw_data)
+        self.request_bytes += len(raw_data)
+        if self.file_bytes <= max_file_bytes() and self.request_bytes <= max_request_bytes():
             self.buffer.write(raw_data)
         elif self.buffer.tell():
             self.buffer = io.BytesIO()
@@ -57,7 +64,7 @@ class MemoryOnlyUploadHandler(FileUploadHandler):
             field_name=self.field_name,
             name=self.file_name,
             content_type=self.content_type,
-            size=file_size,
+            size=file_size if self.request_bytes <= max_request_bytes() else max(file_size, max_file_bytes() + 1),
             charset=self.charset,
             content_type_extra=self.content_type_extra,
         )

@@ -9,6 +9,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("api/v1/predictions/", api.PredictionCreateView.as_view(), name="api-predictions"),
+    path("api/v1/predictions/batch/", api.BatchPredictionCreateView.as_view(), name="api-batch"),
     path("api/v1/classes/", api.LesionClassListView.as_view(), name="api-classes"),
     path("api/v1/model/", api.ModelInfoView.as_view(), name="api-model"),
 ]

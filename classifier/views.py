@@ -1,5 +1,6 @@
-"""Server-rendered pages: upload form, result, examples, about/privacy, and health probes."""
+"""Server-rendered pages: upload form, result, batch table, examples, about/privacy, health probes."""
 
+import base64
 from http import HTTPStatus
 
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -9,12 +10,15 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from classifier.forms import UploadForm
 from classifier.services import (
+    ImageUpload,
     PredictionError,
+    batch_csv,
     example_prediction_create,
     examples_list,
     model_info_get,
     model_ready,
     prediction_create,
+    predictions_create,
 )
 from classifier.uploads import too_large_message
 
@@ -37,17 +41,20 @@ def home(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return render_home(request)
     form = UploadForm(request.POST, request.FILES)
-    if form.is_valid():
-        try:
-            result = prediction_create(image=form.cleaned_data["image"].read(), preview=True)
-        except PredictionError as error:
-            form.add_error("image", error.message)
-        else:
+    if not form.is_valid():
+        return render_home(request, form, status=HTTPStatus.BAD_REQUEST)
+    uploads = [ImageUpload.from_file(f) for f in form.cleaned_data["image"]]
+    try:
+        if len(uploads) == 1:
+            result = prediction_create(image=uploads[0], preview=True, explain=True)
             return render(request, "classifier/result.html", {"result": result})
-    too_large = any(e.code == "too_large" for e in form.errors.as_data().get("image", []))
-    return render_home(
-        request, form, status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE if too_large else HTTPStatus.BAD_REQUEST
-    )
+        items = predictions_create(images=uploads, thumbnails=True)
+    except PredictionError as error:
+        form.add_error("image", error.message)
+        status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE if error.code == "too_large" else HTTPStatus.BAD_REQUEST
+        return render_home(request, form, status=status)
+    csv_data_uri = "data:text/csv;base64," + base64.b64encode(batch_csv(items).encode()).decode("ascii")
+    return render(request, "classifier/batch.html", {"items": items, "csv_data_uri": csv_data_uri})
 
 
 @never_cache

@@ -98,7 +98,9 @@ STORAGES = {
 
 # Uploads stay in memory: the only handler keeps them in RAM and refuses anything over the cap,
 # so Django's TemporaryFileUploadHandler never writes a photo to the temp dir.
-DERMAI_MAX_UPLOAD_MB = env.float("DERMAI_MAX_UPLOAD_MB", default=12)
+DERMAI_MAX_UPLOAD_MB = env.float("DERMAI_MAX_UPLOAD_MB", default=12)  # one image
+DERMAI_MAX_BATCH_FILES = env.int("DERMAI_MAX_BATCH_FILES", default=20)
+DERMAI_MAX_REQUEST_MB = env.float("DERMAI_MAX_REQUEST_MB", default=64)  # a whole request, batches included
 FILE_UPLOAD_HANDLERS = ["classifier.uploads.MemoryOnlyUploadHandler"]
 
 # The model: the shipped checkpoint unless another is named; torch threads per worker process.

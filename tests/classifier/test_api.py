@@ -1,8 +1,11 @@
+import base64
 import hashlib
+import io
 from http import HTTPStatus
 
 import pytest
 from django.urls import reverse
+from PIL import Image
 
 from classifier.models import LesionClass
 from ml import CLASS_CODES, preprocessing
@@ -18,7 +21,8 @@ def test_prediction_contract(client, example_image, settings):
     assert response["Content-Type"] == "application/json"
     assert "no-store" in response["Cache-Control"]
     body = response.json()
-    assert set(body) == {"model", "prediction", "probabilities", "uncertain", "disclaimer", "elapsed_ms"}
+    assert set(body) == {"model", "prediction", "probabilities", "uncertain", "explanation", "disclaimer", "elapsed_ms"}
+    assert body["explanation"] is None
     assert body["model"]["name"] == "SimpleBNConv"
     assert body["model"]["sha256"] == hashlib.sha256(settings.DERMAI_CHECKPOINT.read_bytes()).hexdigest()
     assert [p["code"] for p in body["probabilities"]] == list(CLASS_CODES)
@@ -112,7 +116,55 @@ def test_openapi_schema_and_docs(client):
     assert response.status_code == HTTPStatus.OK
     schema = response.json()
     assert schema["openapi"].startswith("3.")
-    assert {"/api/v1/predictions/", "/api/v1/classes/", "/api/v1/model/"} <= set(schema["paths"])
+    assert {"/api/v1/predictions/", "/api/v1/predictions/batch/", "/api/v1/classes/", "/api/v1/model/"} <= set(
+        schema["paths"]
+    )
     docs = client.get(reverse("api-docs"))
     assert docs.status_code == HTTPStatus.OK
     assert b"swagger-ui" in docs.content
+
+
+def test_explain_returns_a_grad_cam_png(client, example_image):
+    response = client.post(reverse("api-predictions") + "?explain=1", {"image": upload(example_image)})
+    assert response.status_code == HTTPStatus.OK
+    explanation = response.json()["explanation"]
+    assert explanation["method"] == "grad-cam"
+    assert explanation["code"] == response.json()["prediction"]["code"]
+    png = base64.b64decode(explanation["overlay_png_base64"])
+    assert Image.open(io.BytesIO(png)).size == (224, 224)
+
+
+def test_batch_returns_per_item_results_and_errors(client, examples_dir):
+    good = sorted((examples_dir / "images").iterdir())[:4]
+    files = [upload(p.read_bytes(), p.name) for p in good[:2]]
+    files += [upload(image_bytes()[:200], "broken.jpg")] + [upload(p.read_bytes(), p.name) for p in good[2:]]
+    response = client.post(reverse("api-batch"), {"images": files})
+    assert response.status_code == HTTPStatus.OK
+    assert "no-store" in response["Cache-Control"]
+    body = response.json()
+    assert set(body) == {"model", "results", "disclaimer"}
+    names = [r["name"] for r in body["results"]]
+    assert names == [good[0].name, good[1].name, "broken.jpg", good[2].name, good[3].name]
+    broken = body["results"][2]
+    assert broken == {"name": "broken.jpg", "error": broken["error"]}
+    assert broken["error"]["code"] == "invalid_image"
+    for item in body["results"][:2] + body["results"][3:]:
+        assert [p["code"] for p in item["probabilities"]] == list(CLASS_CODES)
+        assert sum(p["probability"] for p in item["probabilities"]) == pytest.approx(1.0, abs=1e-5)
+        assert item["prediction"]["code"] in CLASS_CODES
+        assert isinstance(item["uncertain"], bool)
+
+
+def test_batch_matches_single_predictions(client, examples_dir):
+    paths = sorted((examples_dir / "images").iterdir())[:3]
+    batch = client.post(reverse("api-batch"), {"images": [upload(p.read_bytes(), p.name) for p in paths]}).json()
+    for path, item in zip(paths, batch["results"]):
+        single = client.post(reverse("api-predictions"), {"image": upload(path.read_bytes(), path.name)}).json()
+        for a, b in zip(single["probabilities"], item["probabilities"]):
+            assert a["probability"] == pytest.approx(b["probability"], abs=1e-5)
+
+
+def test_batch_errors(client, example_image):
+    _error(client.post(reverse("api-batch"), {}), HTTPStatus.BAD_REQUEST, "missing_file")
+    files = [upload(example_image, f"{i}.jpg") for i in range(21)]
+    _error(client.post(reverse("api-batch"), {"images": files}), HTTPStatus.BAD_REQUEST, "too_many_files")

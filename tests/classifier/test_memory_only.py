@@ -39,6 +39,7 @@ def test_a_13_mb_upload_re_renders_the_form(client, temp_dir):
     response = client.post(reverse("home"), {"image": upload(noise_png(13), "huge.png")})
     assert response.status_code == HTTPStatus.REQUEST_ENTITY_TOO_LARGE
     assert "larger than the 12 MB limit" in response.content.decode()
+    assert 'type="file"' in response.content.decode()
     assert list(temp_dir.iterdir()) == []
 
 
@@ -54,3 +55,11 @@ def test_a_file_just_over_the_cap_is_caught_while_streaming(client, temp_dir, se
 
 def test_the_only_upload_handler_is_the_memory_one(settings):
     assert settings.FILE_UPLOAD_HANDLERS == ["classifier.uploads.MemoryOnlyUploadHandler"]
+
+
+def test_a_body_over_the_request_cap_is_refused_before_it_is_read(client, temp_dir, settings):
+    settings.DERMAI_MAX_REQUEST_MB = 1
+    response = client.post(reverse("api-batch"), {"images": [upload(noise_png(0.8), f"{i}.png") for i in range(2)]})
+    assert response.status_code == HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    assert response.json()["error"]["code"] == "too_large"
+    assert list(temp_dir.iterdir()) == []

@@ -1,9 +1,13 @@
+import base64
+import csv
+import io
 from http import HTTPStatus
 
 import pytest
 from django.urls import reverse
 
 from classifier.models import LesionClass
+from ml import CLASS_CODES
 from tests.classifier.conftest import upload
 from tests.conftest import image_bytes
 
@@ -32,7 +36,8 @@ def test_a_good_image_shows_seven_probabilities_and_the_database_descriptions(cl
     assert sum(p.probability for p in result.probabilities) == pytest.approx(1.0, abs=1e-5)
     assert "Edited in the admin: a firm little bump." in html
     assert "%" in html and result.prediction.name in html
-    assert "data:image/png;base64," in html
+    assert html.count("data:image/png;base64,") == 2  # the image as the model saw it, and its Grad-CAM
+    assert "Grad-CAM" in html
     assert "not a medical device" in html
     assert "no-store" in response["Cache-Control"]
 
@@ -92,3 +97,29 @@ def test_csrf_is_enforced_on_the_upload_form(example_image):
 
     response = Client(enforce_csrf_checks=True).post(reverse("home"), {"image": upload(example_image)})
     assert response.status_code == HTTPStatus.FORBIDDEN
+
+
+def test_several_images_give_a_batch_table_with_a_csv_and_per_file_errors(client, examples_dir):
+    good = sorted((examples_dir / "images").iterdir())[:3]
+    files = [upload(p.read_bytes(), p.name) for p in good] + [upload(b"not an image", "notes.jpg")]
+    response = client.post(reverse("home"), {"image": files})
+    assert response.status_code == HTTPStatus.OK
+    html = response.content.decode()
+    items = response.context["items"]
+    assert [i.name for i in items] == [p.name for p in good] + ["notes.jpg"]
+    assert all(i.result is not None for i in items[:3])
+    assert items[3].error.code == "unsupported_format"
+    assert "unsupported or unrecognised image format" in html
+    assert 'download="dermai-predictions.csv"' in html
+    csv_text = base64.b64decode(response.context["csv_data_uri"].split(",", 1)[1]).decode()
+    rows = list(csv.reader(io.StringIO(csv_text)))
+    assert rows[0] == ["image", *CLASS_CODES, "prediction"]
+    assert [r[0] for r in rows[1:]] == [p.stem for p in good]
+    assert "no-store" in response["Cache-Control"]
+
+
+def test_more_than_twenty_images_is_a_form_error(client, example_image):
+    files = [upload(example_image, f"{i}.jpg") for i in range(21)]
+    response = client.post(reverse("home"), {"image": files})
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert "at most 20 images" in response.content.decode()
