@@ -17,7 +17,9 @@ from ml import CLASS_CODES, SHIPPED_CHECKPOINT  # noqa: E402
 from ml.calibration import expected_calibration_error, reliability  # noqa: E402
 from ml.checkpoint import load_checkpoint, record_evaluation  # noqa: E402
 from ml.data import load_pixels, read_samples, split_by_lesion  # noqa: E402
-from ml.metrics import classification_report  # noqa: E402
+from ml.metrics import abstention_curve, classification_report  # noqa: E402
+
+ABSTENTION_THRESHOLDS = [0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 from ml.predict import predict_logits  # noqa: E402
 
 
@@ -41,6 +43,7 @@ def evaluate_checkpoint(*, data: Path, checkpoint: Path, split: str = "val", tta
         temperature=loaded.temperature,
         ece_uncalibrated=expected_calibration_error(F.softmax(logits, dim=1), labels),
         reliability=reliability(probs, labels),
+        abstention=abstention_curve(probs, labels, ABSTENTION_THRESHOLDS),
     )
     return report
 
@@ -66,6 +69,15 @@ def format_report(report: dict[str, Any]) -> str:
     ]
     for code, row in zip(CLASS_CODES, report["confusion_matrix"]):
         lines.append(f"{code:6} " + " ".join(f"{v:5d}" for v in row))
+    lines += [
+        "",
+        "abstention: answer only when the top calibrated probability ≥ threshold",
+        "threshold coverage accuracy   BMA",
+    ]
+    for row in report["abstention"]:
+        lines.append(
+            f"{row['threshold']:9.2f} {row['coverage']:8.3f} {row['accuracy']:8.3f} {row['balanced_accuracy']:6.3f}"
+        )
     return "\n".join(lines)
 
 

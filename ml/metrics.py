@@ -44,3 +44,25 @@ def classification_report(probs: torch.Tensor, labels: torch.Tensor) -> dict[str
         },
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=classes).tolist(),
     }
+
+
+def abstention_curve(probs: torch.Tensor, labels: torch.Tensor, thresholds: list[float]) -> list[dict[str, float]]:
+    """Coverage and the scores of the answered cases when answers below each threshold are withheld.
+
+    A case is answered when its top calibrated probability is at least the threshold.
+    """
+    confidence, predicted = probs.max(dim=1)
+    rows = []
+    for threshold in thresholds:
+        answered = confidence >= threshold
+        rows.append(
+            {
+                "threshold": threshold,
+                "coverage": float(answered.float().mean()),
+                "accuracy": float((predicted[answered] == labels[answered]).float().mean()) if answered.any() else 0.0,
+                "balanced_accuracy": balanced_accuracy(predicted[answered], labels[answered])
+                if answered.any()
+                else 0.0,
+            }
+        )
+    return rows
