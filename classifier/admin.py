@@ -1,11 +1,17 @@
 from django.contrib import admin
 from django.db import models
 
-from classifier.models import LesionClass
+from classifier.models import LesionClass, LesionClassTranslation
+
+
+class TranslationInline(admin.StackedInline):
+    model = LesionClassTranslation
+    extra = 0
 
 
 @admin.register(LesionClass)
 class LesionClassAdmin(admin.ModelAdmin):
+    inlines = (TranslationInline,)
     list_display = ("code", "name", "category", "display_order", "short_description")
     list_filter = ("category",)
     search_fields = ("code", "name", "description")

@@ -25,7 +25,7 @@ from classifier.services import (
     DISCLAIMER,
     ImageUpload,
     PredictionError,
-    lesion_classes_get,
+    class_contents_get,
     model_describe,
     model_info_get,
     prediction_create,
@@ -83,7 +83,7 @@ class PredictionCreateView(APIView):
     )
     def post(self, request: Request) -> Response:
         if len(request.FILES.getlist("image")) > 1:
-            raise PredictionError("too_many_files", "send exactly one file in the field 'image'")
+            raise PredictionError("too_many_files", "the single endpoint takes one file in 'image'")
         serializer = PredictionInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         explain = request.query_params.get("explain", "").lower() in ("1", "true", "yes")
@@ -103,7 +103,7 @@ class BatchPredictionCreateView(APIView):
     def post(self, request: Request) -> Response:
         files = request.FILES.getlist("images")
         if not files:
-            raise PredictionError("missing_file", "send one or more files in the field 'images'")
+            raise PredictionError("missing_file", "no files in 'images'")
         items = predictions_create(images=[ImageUpload.from_file(f) for f in files])
         info = model_info_get()
         body = {
@@ -117,7 +117,7 @@ class BatchPredictionCreateView(APIView):
 class LesionClassListView(APIView):
     @extend_schema(responses=LesionClassListSerializer, summary="The seven classes and their descriptions")
     def get(self, request: Request) -> Response:
-        classes = LesionClassSerializer(lesion_classes_get().values(), many=True).data
+        classes = LesionClassSerializer(class_contents_get().values(), many=True).data
         return Response({"classes": classes, "disclaimer": str(DISCLAIMER)})
 
 

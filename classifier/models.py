@@ -1,5 +1,6 @@
 """Admin-managed content about the seven lesion classes. No model stores uploads or predictions."""
 
+from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -28,3 +29,24 @@ class LesionClass(models.Model):
 
     def __str__(self) -> str:
         return f"{self.code} — {self.name}"
+
+
+class LesionClassTranslation(models.Model):
+    """The name and description of a class in another language than the default (English)."""
+
+    lesion_class = models.ForeignKey(LesionClass, on_delete=models.CASCADE, related_name="translations")
+    language = models.CharField(
+        max_length=8, choices=[(code, name) for code, name in settings.LANGUAGES if code != settings.LANGUAGE_CODE]
+    )
+    name = models.CharField(max_length=80)
+    description = models.TextField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=("lesion_class", "language"), name="one_translation_per_language")
+        ]
+        verbose_name = _("translation")
+        verbose_name_plural = _("translations")
+
+    def __str__(self) -> str:
+        return f"{self.lesion_class.code} ({self.language})"

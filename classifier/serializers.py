@@ -21,10 +21,12 @@ class BatchInputSerializer(serializers.Serializer):
     )
 
 
-class LesionClassSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = LesionClass
-        fields = ("code", "name", "category", "description", "reference_url")
+class LesionClassSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    name = serializers.CharField()
+    category = serializers.ChoiceField(choices=LesionClass.Category.choices)
+    description = serializers.CharField()
+    reference_url = serializers.CharField()
 
 
 class LesionClassListSerializer(serializers.Serializer):

@@ -2,6 +2,7 @@
 
 import base64
 import csv
+import dataclasses
 import functools
 import hashlib
 import io
@@ -12,6 +13,7 @@ from typing import Any
 
 import torch
 from django.conf import settings
+from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 from PIL import Image
 
@@ -28,13 +30,27 @@ DISCLAIMER = _(
 )
 
 
+# What a visitor reads for each error code, in their language. The codes are the API contract.
+ERROR_MESSAGES = {
+    "missing_file": _("No image was sent."),
+    "too_many_files": _("Too many files: send one image, or at most %(n)s as a batch."),
+    "invalid_image": _("The image data is empty, corrupt or truncated."),
+    "unsupported_format": _("Unsupported file type: send a JPEG, PNG or WebP image."),
+    "too_large": _("The image is larger than the %(mb)s MB limit."),
+    "too_many_pixels": _("The image has more than 50 megapixels; send a smaller photo."),
+    "unknown_example": _("There is no such example image."),
+}
+
+
 class PredictionError(Exception):
     """An upload that cannot be classified, with a stable ``code`` and a human ``message``."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, code: str, detail: str = "") -> None:
+        limits = {"n": settings.DERMAI_MAX_BATCH_FILES, "mb": f"{settings.DERMAI_MAX_UPLOAD_MB:g}"}
         self.code = code
-        self.message = message
+        self.detail = detail  # the technical reason, in English, for logs and debugging
+        self.message = str(ERROR_MESSAGES[code]) % limits
+        super().__init__(self.message)
 
 
 @dataclass(frozen=True)
@@ -61,13 +77,19 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
-class ClassProbability:
+class ClassContent:
+    """The admin-managed text of one class, in the active language."""
+
     code: str
     name: str
     category: str
     category_label: str
     description: str
     reference_url: str
+
+
+@dataclass(frozen=True)
+class ClassProbability(ClassContent):
     probability: float
 
     @property
@@ -133,17 +155,34 @@ def model_info_get() -> ModelInfo:
     return predictor_get()[1]
 
 
-def lesion_classes_get() -> dict[str, LesionClass]:
-    """The admin-managed content of each class by code; a class missing from the database gets a stub."""
-    rows = {row.code: row for row in LesionClass.objects.all()}
-    return {
-        code: rows.get(code) or LesionClass(code=code, name=code, category="", description="") for code in CLASS_CODES
-    }
+def class_contents_get() -> dict[str, ClassContent]:
+    """The admin-managed text of each class in the active language, by code, in ``CLASS_CODES`` order.
+
+    A missing translation falls back to English; a class missing from the database to its code.
+    """
+    language = (get_language() or settings.LANGUAGE_CODE).split("-")[0]
+    rows = {row.code: row for row in LesionClass.objects.prefetch_related("translations")}
+    contents = {}
+    for code in CLASS_CODES:
+        row = rows.get(code)
+        if row is None:
+            contents[code] = ClassContent(code, code, "", "", "", "")
+            continue
+        translated = next((t for t in row.translations.all() if t.language == language), row)
+        contents[code] = ClassContent(
+            code=code,
+            name=translated.name,
+            category=row.category,
+            category_label=str(row.get_category_display()),
+            description=translated.description,
+            reference_url=row.reference_url,
+        )
+    return contents
 
 
 def _prepare(predictor: Predictor, upload: ImageUpload) -> torch.Tensor:
     if upload.size > settings.DERMAI_MAX_UPLOAD_MB * 1024 * 1024:
-        raise PredictionError("too_large", f"the image is larger than the {settings.DERMAI_MAX_UPLOAD_MB:g} MB limit")
+        raise PredictionError("too_large", f"{upload.size} bytes")
     try:
         return predictor.prepare(upload.data)
     except ImageError as error:
@@ -151,19 +190,10 @@ def _prepare(predictor: Predictor, upload: ImageUpload) -> torch.Tensor:
 
 
 def _result(
-    probs: list[float], *, info: ModelInfo, classes: dict[str, LesionClass], elapsed_ms: float, **images: Any
+    probs: list[float], *, info: ModelInfo, classes: dict[str, ClassContent], elapsed_ms: float, **images: Any
 ) -> PredictionResult:
     probabilities = [
-        ClassProbability(
-            code=code,
-            name=classes[code].name,
-            category=classes[code].category,
-            category_label=classes[code].get_category_display() if classes[code].category else "",
-            description=classes[code].description,
-            reference_url=classes[code].reference_url,
-            probability=p,
-        )
-        for code, p in zip(CLASS_CODES, probs)
+        ClassProbability(**dataclasses.asdict(classes[code]), probability=p) for code, p in zip(CLASS_CODES, probs)
     ]
     top = max(probabilities, key=lambda p: p.probability)
     return PredictionResult(
@@ -194,15 +224,15 @@ def prediction_create(*, image: ImageUpload, preview: bool = False, explain: boo
         cam = grad_cam(predictor.model, inputs, target=int(probs.argmax()))
         images["heatmap_png"] = _png(overlay(pixels, cam))
         images["heatmap_data_uri"] = _data_uri(images["heatmap_png"])
-    return _result(probs.tolist(), info=info, classes=lesion_classes_get(), elapsed_ms=elapsed_ms, **images)
+    return _result(probs.tolist(), info=info, classes=class_contents_get(), elapsed_ms=elapsed_ms, **images)
 
 
 def predictions_create(*, images: list[ImageUpload], thumbnails: bool = False) -> list[BatchItem]:
     """Classify several images in one batched forward pass; a bad file becomes an item error."""
     if not images:
-        raise PredictionError("missing_file", "send at least one image")
+        raise PredictionError("missing_file")
     if len(images) > settings.DERMAI_MAX_BATCH_FILES:
-        raise PredictionError("too_many_files", f"send at most {settings.DERMAI_MAX_BATCH_FILES} images at once")
+        raise PredictionError("too_many_files", f"{len(images)} files")
     predictor, info = predictor_get()
     started = time.perf_counter()
     prepared: dict[int, torch.Tensor] = {}
@@ -215,7 +245,7 @@ def predictions_create(*, images: list[ImageUpload], thumbnails: bool = False) -
     probs = predictor.probabilities(torch.stack(list(prepared.values()))) if prepared else torch.empty(0)
     elapsed_ms = (time.perf_counter() - started) * 1000 / max(1, len(prepared))
     probs_by_index = dict(zip(prepared, probs.tolist()))
-    classes = lesion_classes_get()
+    classes = class_contents_get()
     items = []
     for index, upload in enumerate(images):
         if index in errors:
@@ -278,7 +308,7 @@ def example_prediction_create(*, image_id: str) -> tuple[ExampleImage, Predictio
     """Classify one of the committed examples; raise :class:`PredictionError` for an unknown id."""
     example = next((e for e in examples_list() if e.image_id == image_id), None)
     if example is None:
-        raise PredictionError("unknown_example", f"there is no example image {image_id!r}")
+        raise PredictionError("unknown_example", image_id)
     data = (settings.DERMAI_EXAMPLES_DIR / "images" / f"{image_id}.jpg").read_bytes()
     upload = ImageUpload(name=f"{image_id}.jpg", data=data, size=len(data))
     return example, prediction_create(image=upload, preview=True, explain=True)

@@ -22,6 +22,8 @@ def test_superuser_edits_a_description(admin_client):
     url = reverse("admin:classifier_lesionclass_change", args=[obj.pk])
     assert admin_client.get(url).status_code == HTTPStatus.OK
     data = {
+        "translations-TOTAL_FORMS": "0",
+        "translations-INITIAL_FORMS": "0",
         "code": "VASC",
         "name": obj.name,
         "category": obj.category,

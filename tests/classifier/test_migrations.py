@@ -1,6 +1,6 @@
 import pytest
 
-from classifier.models import LesionClass
+from classifier.models import LesionClass, LesionClassTranslation
 from ml import CLASS_CODES
 
 
@@ -13,3 +13,10 @@ def test_data_migration_seeds_the_seven_classes():
     assert categories["AKIEC"] == "precancerous"
     assert {categories[c] for c in ("NV", "BKL", "DF", "VASC")} == {"benign"}
     assert all(len(r.description) > 80 and r.reference_url.startswith("https://") for r in rows)
+
+
+@pytest.mark.django_db
+def test_data_migration_seeds_spanish_for_every_class():
+    spanish = LesionClassTranslation.objects.filter(language="es")
+    assert sorted(t.lesion_class.code for t in spanish) == sorted(CLASS_CODES)
+    assert all(len(t.description) > 80 for t in spanish)

@@ -54,8 +54,8 @@ def test_the_uncertain_notice_follows_the_documented_threshold(client, example_i
 @pytest.mark.parametrize(
     ("data", "name", "message"),
     [
-        (b"%PDF-1.4 this is a document", "report.pdf", "unsupported or unrecognised image format"),
-        (image_bytes(fmt="GIF"), "anim.gif", "unsupported or unrecognised image format"),
+        (b"%PDF-1.4 this is a document", "report.pdf", "Unsupported file type"),
+        (image_bytes(fmt="GIF"), "anim.gif", "Unsupported file type"),
         (image_bytes()[:300], "cut.jpg", "corrupt"),
     ],
 )
@@ -109,7 +109,7 @@ def test_several_images_give_a_batch_table_with_a_csv_and_per_file_errors(client
     assert [i.name for i in items] == [p.name for p in good] + ["notes.jpg"]
     assert all(i.result is not None for i in items[:3])
     assert items[3].error.code == "unsupported_format"
-    assert "unsupported or unrecognised image format" in html
+    assert "Unsupported file type" in html
     assert 'download="dermai-predictions.csv"' in html
     csv_text = base64.b64decode(response.context["csv_data_uri"].split(",", 1)[1]).decode()
     rows = list(csv.reader(io.StringIO(csv_text)))
@@ -122,4 +122,4 @@ def test_more_than_twenty_images_is_a_form_error(client, example_image):
     files = [upload(example_image, f"{i}.jpg") for i in range(21)]
     response = client.post(reverse("home"), {"image": files})
     assert response.status_code == HTTPStatus.BAD_REQUEST
-    assert "at most 20 images" in response.content.decode()
+    assert "at most 20 as a batch" in response.content.decode()
