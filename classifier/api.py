@@ -40,6 +40,7 @@ STATUS_BY_CODE = {
     "unsupported_format": HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
     "too_large": HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
     "too_many_pixels": HTTPStatus.UNPROCESSABLE_ENTITY,
+    "out_of_scope": HTTPStatus.UNPROCESSABLE_ENTITY,
 }
 # DRF's own validation codes for a file field, as API error codes.
 VALIDATION_CODES = {

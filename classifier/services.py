@@ -38,6 +38,10 @@ ERROR_MESSAGES = {
     "unsupported_format": _("Unsupported file type: send a JPEG, PNG or WebP image."),
     "too_large": _("The image is larger than the %(mb)s MB limit."),
     "too_many_pixels": _("The image has more than 50 megapixels; send a smaller photo."),
+    "out_of_scope": _(
+        "This does not look like a dermatoscopic photo of a skin lesion (a document, screenshot, "
+        "flat or tiny image?). DermAI only classifies dermatoscopic images."
+    ),
     "unknown_example": _("There is no such example image."),
 }
 
@@ -184,7 +188,7 @@ def _prepare(predictor: Predictor, upload: ImageUpload) -> torch.Tensor:
     if upload.size > settings.DERMAI_MAX_UPLOAD_MB * 1024 * 1024:
         raise PredictionError("too_large", f"{upload.size} bytes")
     try:
-        return predictor.prepare(upload.data)
+        return predictor.prepare(upload.data, guard=True)
     except ImageError as error:
         raise PredictionError(error.code, error.message) from None
 

@@ -13,6 +13,7 @@ from ml import CLASS_CODES, SHIPPED_CHECKPOINT
 from ml.augment import dihedral
 from ml.checkpoint import load_checkpoint
 from ml.data import IMAGE_SUFFIXES
+from ml.guard import check_in_scope
 from ml.preprocessing import ImageError, PreprocessConfig, normalize, open_image, prepare
 
 
@@ -45,9 +46,15 @@ class Predictor:
         self.temperature = loaded.temperature
         self.meta = loaded.meta
 
-    def prepare(self, data: bytes) -> torch.Tensor:
-        """Image bytes → 3×H×W uint8 model pixels; raises :class:`ml.preprocessing.ImageError`."""
-        return prepare(open_image(data, config=self.config), config=self.config)
+    def prepare(self, data: bytes, *, guard: bool = False) -> torch.Tensor:
+        """Image bytes → 3×H×W uint8 model pixels; raises :class:`ml.preprocessing.ImageError`.
+
+        With ``guard``, images that are clearly not lesion photos are refused (``out_of_scope``).
+        """
+        image = open_image(data, config=self.config)
+        if guard:
+            check_in_scope(image)
+        return prepare(image, config=self.config)
 
     def probabilities(self, pixels: torch.Tensor, *, tta: bool = False) -> torch.Tensor:
         """N×7 calibrated probabilities for prepared pixels, in one batched forward pass."""

@@ -79,14 +79,19 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def reduce_to_source(image: Image.Image, *, config: PreprocessConfig = PreprocessConfig()) -> Image.Image:
+    """Shrink an image whose short side exceeds the training data's, keeping its aspect ratio."""
+    short_side = min(image.size)
+    if short_side <= config.source_short_side:
+        return image
+    scale = config.source_short_side / short_side
+    reduced = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(reduced, Image.Resampling.BILINEAR, reducing_gap=2.0)
+
+
 def prepare(image: Image.Image, *, config: PreprocessConfig = PreprocessConfig()) -> torch.Tensor:
     """Resize an RGB image and correct its colour cast; returns a 3×size×size uint8 tensor."""
-    short_side = min(image.size)
-    if short_side > config.source_short_side:
-        scale = config.source_short_side / short_side
-        reduced = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-        image = image.resize(reduced, Image.Resampling.BILINEAR, reducing_gap=2.0)
-    image = image.resize((config.size, config.size), Image.Resampling.BILINEAR)
+    image = reduce_to_source(image, config=config).resize((config.size, config.size), Image.Resampling.BILINEAR)
     pixels = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
     if config.colour_constancy == "shades_of_gray":
         pixels = shades_of_gray(pixels, power=config.shades_of_gray_power)

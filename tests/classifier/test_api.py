@@ -11,6 +11,7 @@ from classifier.models import LesionClass
 from ml import CLASS_CODES, preprocessing
 from tests.classifier.conftest import upload
 from tests.conftest import image_bytes
+from tests.non_lesion import non_lesion_images
 
 pytestmark = pytest.mark.django_db
 
@@ -168,3 +169,9 @@ def test_batch_errors(client, example_image):
     _error(client.post(reverse("api-batch"), {}), HTTPStatus.BAD_REQUEST, "missing_file")
     files = [upload(example_image, f"{i}.jpg") for i in range(21)]
     _error(client.post(reverse("api-batch"), {"images": files}), HTTPStatus.BAD_REQUEST, "too_many_files")
+
+
+@pytest.mark.parametrize("kind", ["document", "flat", "gradient", "checkerboard", "screenshot"])
+def test_non_lesion_images_are_out_of_scope(client, kind):
+    data = next(d for k, d in non_lesion_images(per_kind=1, seed=3) if k == kind)
+    _error(client.post(reverse("api-predictions"), {"image": upload(data, "x.png")}), 422, "out_of_scope")

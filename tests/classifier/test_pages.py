@@ -10,6 +10,7 @@ from classifier.models import LesionClass
 from ml import CLASS_CODES
 from tests.classifier.conftest import upload
 from tests.conftest import image_bytes
+from tests.non_lesion import non_lesion_images
 
 pytestmark = pytest.mark.django_db
 
@@ -123,3 +124,10 @@ def test_more_than_twenty_images_is_a_form_error(client, example_image):
     response = client.post(reverse("home"), {"image": files})
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert "at most 20 as a batch" in response.content.decode()
+
+
+def test_a_document_is_refused_with_a_clear_message(client):
+    data = next(d for k, d in non_lesion_images(per_kind=1) if k == "document")
+    response = client.post(reverse("home"), {"image": upload(data, "letter.png")})
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert "does not look like a dermatoscopic photo" in response.content.decode()

@@ -1,0 +1,102 @@
+"""Out-of-scope guard: refuse images that are clearly not photos of a skin lesion.
+
+The model answers one of seven diagnoses for anything it is given. Documents, screenshots, flat
+colours, gradients and tiny images are refused instead, with five cheap statistics measured at the
+training resolution. Thresholds were set on HAM10000 and on generated non-lesion images; measure
+them with ``python -m ml.guard --data DIR``.
+"""
+
+import argparse
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from ml.preprocessing import ImageError, PreprocessConfig, open_image, reduce_to_source
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    min_side: int = 64  # pixels of the uploaded image
+    max_dominant_colour: float = 0.35  # share of the most common colour (documents, screenshots, flat fills)
+    min_colours: int = 40  # distinct colours at 5 bits per channel (checkerboards, clip art)
+    min_texture: float = 0.75  # median |Laplacian|: skin has fine texture, graphics and gradients do not
+    max_smooth_share: float = 0.8  # share of pixels with |Laplacian| ≤ 2 (smooth gradients)
+    min_colourfulness: float = 4.0  # Hasler–Süsstrunk colourfulness (greyscale scans and text)
+
+
+def image_statistics(image: Image.Image, *, config: PreprocessConfig = PreprocessConfig()) -> dict[str, float]:
+    """The statistics the guard decides on, computed at the resolution the model was trained on."""
+    pixels = np.asarray(reduce_to_source(image, config=config), dtype=np.float32)
+    grey = pixels @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    laplacian = np.abs(4 * grey[1:-1, 1:-1] - grey[:-2, 1:-1] - grey[2:, 1:-1] - grey[1:-1, :-2] - grey[1:-1, 2:])
+    fine = (pixels // 4).astype(np.int32)  # 6 bits per channel
+    _, counts = np.unique(fine[..., 0] * 4096 + fine[..., 1] * 64 + fine[..., 2], return_counts=True)
+    coarse = (pixels // 8).astype(np.int32)  # 5 bits per channel
+    rg = pixels[..., 0] - pixels[..., 1]
+    yb = 0.5 * (pixels[..., 0] + pixels[..., 1]) - pixels[..., 2]
+    return {
+        "dominant_colour": float(counts.max() / counts.sum()),
+        "colours": float(len(np.unique(coarse[..., 0] * 1024 + coarse[..., 1] * 32 + coarse[..., 2]))),
+        "texture": float(np.median(laplacian)) if laplacian.size else 0.0,
+        "smooth_share": float((laplacian <= 2).mean()) if laplacian.size else 1.0,
+        "colourfulness": float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean())),
+    }
+
+
+def out_of_scope_reason(image: Image.Image, *, config: GuardConfig = GuardConfig()) -> str | None:
+    """Why ``image`` is clearly not a dermatoscopic lesion photo, or None when it may be one."""
+    if min(image.size) < config.min_side:
+        return f"the image is too small to judge ({image.width}×{image.height}; at least {config.min_side} px a side)"
+    stats = image_statistics(image)
+    if stats["dominant_colour"] > config.max_dominant_colour:
+        return "one flat colour covers much of the image, as in documents, screenshots or fills"
+    if stats["colours"] < config.min_colours:
+        return "the image has too few colours for a photograph"
+    if stats["colourfulness"] < config.min_colourfulness:
+        return "the image is greyscale, like a scan or text"
+    if stats["texture"] < config.min_texture or stats["smooth_share"] > config.max_smooth_share:
+        return "the image has no skin texture; it looks like a graphic or a gradient"
+    return None
+
+
+def check_in_scope(image: Image.Image, *, config: GuardConfig = GuardConfig()) -> None:
+    """Raise :class:`ImageError` with the code ``out_of_scope`` for a clearly non-lesion image."""
+    reason = out_of_scope_reason(image, config=config)
+    if reason is not None:
+        raise ImageError("out_of_scope", f"this does not look like a dermatoscopic photo of a skin lesion: {reason}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m ml.guard", description="Measure how many lesion images the out-of-scope guard refuses."
+    )
+    parser.add_argument("--data", required=True, type=Path, help="HAM10000 or ISIC 2018 Task 3 folder")
+    parser.add_argument("--split", choices=("val", "all"), default="val", help="the lesion-grouped val split (seed 0)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ml.data import read_samples, split_by_lesion
+
+    args = build_parser().parse_args(argv)
+    samples = read_samples(args.data)
+    if args.split == "val":
+        _, samples = split_by_lesion(samples, seed=0)
+    reasons = Counter()
+    for sample in tqdm(samples, desc="checking", unit="img"):
+        reasons[out_of_scope_reason(open_image(sample.path.read_bytes())) or "accepted"] += 1
+    refused = len(samples) - reasons["accepted"]
+    print(f"{args.split} split of {args.data}: {len(samples)} lesion images")
+    print(f"refused {refused} ({refused / len(samples):.2%}) — false rejections")
+    for reason, count in reasons.most_common():
+        print(f"  {count:6d}  {reason}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
