@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from tqdm import tqdm
 
 from ml import CLASS_CODES
@@ -99,6 +99,19 @@ def train_one_epoch(
     return total_loss / len(batches), step
 
 
+def recompute_batch_norm(
+    model: torch.nn.Module, pixels: torch.Tensor, *, preprocess: PreprocessConfig, seed: int, images: int = 2048
+) -> None:
+    """Set the BatchNorm statistics of (averaged) weights from augmented training batches, as SWA does."""
+    device = next(model.parameters()).device
+    index = torch.randperm(len(pixels), generator=torch.Generator().manual_seed(seed))[:images]
+    batches = (
+        normalize(augment(pixels[i].to(device)), config=preprocess).contiguous(memory_format=torch.channels_last)
+        for i in index.split(256)
+    )
+    update_bn(batches, model)
+
+
 def evaluate(
     model: torch.nn.Module, pixels: torch.Tensor, labels: torch.Tensor, *, preprocess: PreprocessConfig
 ) -> dict[str, Any]:
@@ -158,7 +171,9 @@ def train(
     class_weights = (per_class / (per_class * torch.tensor(counts)).sum() * sum(counts)).to(device)
 
     model = SimpleBNConv(ModelConfig()).to(device, memory_format=torch.channels_last)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+    # Only the weights are averaged: BatchNorm statistics of averaged weights are recomputed
+    # (recompute_batch_norm) — averaging them too mixes in the initial values for thousands of steps.
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     state_path = out.with_suffix(".state.pt")
     start_epoch, step, best, history = 0, 0, {"balanced_accuracy": -1.0}, []
@@ -208,6 +223,7 @@ def train(
             rank=rank,
             world_size=world_size,
         )
+        recompute_batch_norm(ema.module, train_pixels, preprocess=preprocess, seed=config.seed + epoch)
         result = evaluate(ema.module, val_pixels, val_labels, preprocess=preprocess)
         row = {
             "epoch": epoch + 1,
