@@ -1,4 +1,5 @@
 import io
+import tempfile
 
 import numpy as np
 import pytest
@@ -12,6 +13,14 @@ def plain_static_storage(settings):
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+
+
+@pytest.fixture
+def temp_dir(settings, tmp_path, monkeypatch):
+    """An empty temporary directory that every temporary file would land in."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    settings.FILE_UPLOAD_TEMP_DIR = str(tmp_path)
+    return tmp_path
 
 
 def noise_png(megabytes: float) -> bytes:

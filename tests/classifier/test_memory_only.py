@@ -1,6 +1,5 @@
 """Uploads never touch the disk: a 10 MB photo is classified, a 13 MB one refused, no temp file left."""
 
-import tempfile
 from http import HTTPStatus
 
 import pytest
@@ -9,14 +8,6 @@ from django.urls import reverse
 from tests.classifier.conftest import noise_png, upload
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def temp_dir(settings, tmp_path, monkeypatch):
-    # Everything that might spill to a temporary file would land here.
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    settings.FILE_UPLOAD_TEMP_DIR = str(tmp_path)
-    return tmp_path
 
 
 @pytest.mark.parametrize("url", [reverse("api-predictions"), reverse("home")])

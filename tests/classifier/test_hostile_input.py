@@ -1,0 +1,140 @@
+"""Broken and hostile uploads: each gets a clear answer (never a 500) and nothing reaches the disk."""
+
+import io
+import struct
+import zlib
+from http import HTTPStatus
+
+import numpy as np
+import pytest
+from django.urls import reverse
+from PIL import Image
+
+from tests.classifier.conftest import upload
+from tests.conftest import EXAMPLES
+
+LESION = EXAMPLES / "images" / "ISIC_0024306.jpg"
+
+
+def _lesion(mode: str, fmt: str, **save) -> bytes:
+    image = Image.open(LESION).convert("RGB")
+    if mode == "I;16":
+        image = Image.fromarray(np.asarray(image.convert("L")).astype(np.uint16) * 257)
+    elif mode == "P":
+        image = image.quantize(256)
+    elif mode != "RGB":
+        image = image.convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **save)
+    return buffer.getvalue()
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _png_16_bit_rgb() -> bytes:
+    """The lesion as a 48-bit RGB PNG (Pillow cannot write one, so the chunks are built here)."""
+    pixels = np.asarray(Image.open(LESION).convert("RGB")).astype(">u2") * 257
+    rows = b"".join(b"\0" + row.tobytes() for row in pixels)
+    header = struct.pack(">IIBBBBB", pixels.shape[1], pixels.shape[0], 16, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(rows)) + _chunk(b"IEND", b"")
+
+
+def _png_bomb(side: int = 30000) -> bytes:
+    """A valid-looking 30000×30000 PNG header over a few KB of zlib'd zeros (900 MB if decoded)."""
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    data = zlib.compress(b"\0" * (side + 1) * 64, 9)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
+
+
+def _bad_crc_png() -> bytes:
+    data = bytearray(_lesion("RGB", "PNG"))
+    data[60] ^= 0xFF  # inside the first IDAT chunk: its CRC no longer matches
+    return bytes(data)
+
+
+def _animated(fmt: str) -> bytes:
+    frames = [Image.open(LESION).convert("RGB"), Image.open(LESION).convert("RGB").rotate(90)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format=fmt, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    return buffer.getvalue()
+
+
+def _one_pixel() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1), (200, 120, 100)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+REFUSED = {
+    "zero-bytes": (b"", "invalid_image"),
+    "random-bytes": (np.random.default_rng(0).bytes(4096), "unsupported_format"),
+    "truncated-jpeg": (LESION.read_bytes()[:2000], "invalid_image"),
+    "png-bad-crc": (_bad_crc_png(), "invalid_image"),
+    "png-bomb-30000x30000": (_png_bomb(), "too_many_pixels"),
+    "one-pixel": (_one_pixel(), "out_of_scope"),
+    "animated-gif": (_animated("GIF"), "unsupported_format"),
+    "animated-webp": (_animated("WEBP"), "unsupported_format"),
+    "svg": (b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>', "unsupported_format"),
+    "html": (b"<!doctype html><html><body><script>alert(1)</script></body></html>", "unsupported_format"),
+    "pdf": (b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << >>\n%%EOF", "unsupported_format"),
+    "pdf-jpeg-polyglot": (b"%PDF-1.4\n" + LESION.read_bytes(), "unsupported_format"),
+    "16-bit-greyscale-png": (_lesion("I;16", "PNG"), "out_of_scope"),  # no colour: not a dermatoscopic photo
+}
+STATUS = {"invalid_image": 400, "unsupported_format": 415, "too_many_pixels": 422, "out_of_scope": 422}
+
+ACCEPTED = {
+    "cmyk-jpeg": _lesion("CMYK", "JPEG"),
+    "16-bit-rgb-png": _png_16_bit_rgb(),
+    "palette-png": _lesion("P", "PNG"),
+    "transparent-png": _lesion("RGBA", "PNG"),
+    "jpeg-with-trailing-html": LESION.read_bytes() + b"<html><script>alert(1)</script></html>",
+}
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_api_refuses_with_a_json_code(client, temp_dir, name):
+    data, code = REFUSED[name]
+    response = client.post(reverse("api-predictions"), {"image": upload(data, f"{name}.jpg")})
+    assert response.status_code == STATUS[code], response.content
+    assert response.json()["error"]["code"] == code
+    assert list(temp_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_form_refuses_with_a_message(client, temp_dir, name):
+    data, _ = REFUSED[name]
+    response = client.post(reverse("home"), {"image": upload(data, f"{name}.jpg")})
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert 'role="alert"' in response.content.decode()
+    assert list(temp_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", sorted(ACCEPTED))
+def test_real_lesions_in_unusual_encodings_are_classified(client, temp_dir, name):
+    response = client.post(reverse("api-predictions"), {"image": upload(ACCEPTED[name], f"{name}.png")})
+    assert response.status_code == HTTPStatus.OK, response.content
+    assert len(response.json()["probabilities"]) == 7
+    assert list(temp_dir.iterdir()) == []
+
+
+def test_the_declared_content_type_is_not_trusted(client):
+    file = upload(LESION.read_bytes(), "lesion.txt")
+    response = client.post(reverse("api-predictions"), {"image": file})
+    assert response.status_code == HTTPStatus.OK
+    document = upload(b"%PDF-1.4 not an image", "photo.jpg")
+    response = client.post(reverse("api-predictions"), {"image": document})
+    assert response.json()["error"]["code"] == "unsupported_format"
+
+
+def test_a_raw_body_without_multipart_is_refused(client):
+    response = client.post(reverse("api-predictions"), LESION.read_bytes(), content_type="image/jpeg")
+    assert response.status_code == HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+    assert response.json()["error"]["code"] == "unsupported_media_type"
+
+
+def test_the_bomb_is_small_on_the_wire():
+    assert len(_png_bomb()) < 64 * 1024
