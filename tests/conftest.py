@@ -25,6 +25,15 @@ def image_bytes(*, mode: str = "RGB", size: tuple[int, int] = (200, 150), fmt: s
     return buffer.getvalue()
 
 
+@pytest.fixture(autouse=True)
+def plain_static_storage(settings):
+    # The manifest storage needs `collectstatic`; tests serve static files as they are.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
 @pytest.fixture
 def examples_dir() -> Path:
     return EXAMPLES

@@ -13,15 +13,6 @@ def fresh_cache():
     cache.clear()
 
 
-@pytest.fixture(autouse=True)
-def plain_static_storage(settings):
-    # The manifest storage needs `collectstatic`; tests serve static files as they are.
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-
-
 @pytest.fixture
 def temp_dir(settings, tmp_path, monkeypatch):
     """An empty temporary directory that every temporary file would land in."""

@@ -1,0 +1,55 @@
+"""Playwright driving Debian's Chromium against a live server, at desktop and phone sizes."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+CHROMIUM = os.environ.get("DERMAI_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "mobile": {"width": 390, "height": 844}}
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        message = f"Chromium not found at {CHROMIUM}: `apt-get install chromium` to run the browser tests"
+        if os.environ.get("DERMAI_REQUIRE_BROWSER"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop in this thread; the test database calls that run
+    # beside it are still synchronous (the documented setting for Django with Playwright).
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(params=sorted(VIEWPORTS))
+def page(request, browser, live_server):
+    context = browser.new_context(viewport=VIEWPORTS[request.param], base_url=live_server.url)
+    page = context.new_page()
+    page.viewport_name = request.param
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def screenshot(page):
+    """Save a full-page screenshot under test-artifacts/ (kept by CI, ignored by git)."""
+
+    def take(name: str) -> Path:
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / f"{name}-{page.viewport_name}.png"
+        page.screenshot(path=path, full_page=True)
+        return path
+
+    return take
