@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint clean
+.PHONY: run test lint bench clean
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ lint: $(BIN)/.installed
 
 test: lint
 	$(BIN)/python -m pytest
+
+# Benchmarks are measurements, not tests: run them on a quiet machine and quote the tables.
+bench: $(BIN)/.installed
+	$(BIN)/python -m benchmarks.latency
+	$(BIN)/python -m benchmarks.http_load
+	$(BIN)/python -m benchmarks.soak
 
 clean:
 	rm -rf $(VENV) staticfiles

@@ -1,0 +1,73 @@
+"""HTTP throughput and latency of gunicorn (the repository's config) on loopback, and its cold start."""
+
+import argparse
+import threading
+import time
+
+from benchmarks.common import gunicorn, lesion_jpeg, post_image, rss_mb, save, summary, worker_pids
+
+
+def load(data: bytes, *, concurrency: int, seconds: float) -> dict:
+    """``concurrency`` clients posting ``data`` back to back for ``seconds``; bounded in time."""
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+
+    def client() -> None:
+        nonlocal errors
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            status = post_image(data)
+            with lock:
+                latencies.append(time.perf_counter() - started)
+                errors += status != 200
+
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    return {
+        "concurrency": concurrency,
+        "requests_per_s": len(latencies) / elapsed,
+        "errors": errors,
+        **summary(latencies),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.http_load")
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8])
+    args = parser.parse_args(argv)
+    data = lesion_jpeg((600, 450))
+    with gunicorn(workers=2) as (master, cold_start):
+        print(f"cold start: gunicorn launch → /readyz answering in {cold_start:.2f} s")
+        rows = [load(data, concurrency=c, seconds=args.seconds) for c in args.concurrency]
+        rss = {pid: rss_mb(pid) for pid in worker_pids(master)}
+    print(f"{'clients':>7} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>6}")
+    for row in rows:
+        print(
+            f"{row['concurrency']:7d} {row['requests_per_s']:7.1f} {row['median_ms']:8.1f} "
+            f"{row['p95_ms']:8.1f} {row['p99_ms']:8.1f} {row['errors']:6d}"
+        )
+    print("worker RSS (MB): " + ", ".join(f"{v:.0f}" for v in rss.values()))
+    path = save(
+        "http_load",
+        {
+            "workers": 2,
+            "image": "600×450 JPEG",
+            "cold_start_s": cold_start,
+            "results": rows,
+            "worker_rss_mb": list(rss.values()),
+        },
+    )
+    print(f"wrote {path}")
+    return {"rows": rows, "cold_start_s": cold_start}
+
+
+if __name__ == "__main__":
+    main()
