@@ -1,6 +1,5 @@
 """Grad-CAM: which part of the image drove the prediction (Selvaraju et al., ICCV 2017)."""
 
-import matplotlib
 import torch
 import torch.nn.functional as F
 
@@ -24,7 +23,16 @@ def grad_cam(model: SimpleBNConv, x: torch.Tensor, *, target: int) -> torch.Tens
     return cam / cam.max() if cam.max() > 0 else cam
 
 
+def jet(values: torch.Tensor) -> torch.Tensor:
+    """The classic blue → cyan → yellow → red colour map: H×W in [0, 1] → 3×H×W in [0, 1].
+
+    Written out rather than imported so that serving does not load matplotlib.
+    """
+    centres = torch.tensor([3.0, 2.0, 1.0]).view(3, 1, 1)  # red, green, blue peak at 3/4, 1/2, 1/4
+    return (1.5 - (4 * values.unsqueeze(0) - centres).abs()).clamp(0, 1)
+
+
 def overlay(pixels: torch.Tensor, cam: torch.Tensor, *, alpha: float = 0.45) -> torch.Tensor:
     """Blend a heatmap (H×W in [0, 1]) over a 3×H×W uint8 image; returns 3×H×W uint8."""
-    colours = torch.from_numpy(matplotlib.colormaps["jet"](cam.numpy())[..., :3]).permute(2, 0, 1).float() * 255
+    colours = jet(cam) * 255
     return ((1 - alpha) * pixels.float() + alpha * colours).round().clamp(0, 255).to(torch.uint8)

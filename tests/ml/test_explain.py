@@ -4,7 +4,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from ml import SHIPPED_CHECKPOINT
-from ml.explain import grad_cam, overlay
+from ml.explain import grad_cam, jet, overlay
 from ml.predict import Predictor
 from ml.preprocessing import normalize
 
@@ -46,3 +46,10 @@ def test_overlay_keeps_the_image_shape_and_type():
     blended = overlay(pixels, cam)
     assert blended.shape == pixels.shape and blended.dtype == torch.uint8
     assert not torch.equal(blended[:, 2, 2], blended[:, 6, 6])
+
+
+def test_jet_runs_from_blue_to_red():
+    colours = jet(torch.tensor([[0.0, 0.5, 1.0]]))
+    assert colours[:, 0, 0].tolist() == [0.0, 0.0, 0.5]  # dark blue
+    assert colours[:, 0, 1].tolist() == [0.5, 1.0, 0.5]  # green-ish middle
+    assert colours[:, 0, 2].tolist() == [0.5, 0.0, 0.0]  # dark red
