@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import hashlib
 import io
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +19,14 @@ from django.utils.translation import gettext_lazy as _
 from PIL import Image
 
 from classifier.models import LesionClass
+from classifier.uploads import max_file_bytes
 from ml import CLASS_CODES
 from ml.checkpoint import CheckpointError
 from ml.explain import grad_cam, overlay
 from ml.predict import Predictor
 from ml.preprocessing import ImageError, normalize
+
+logger = logging.getLogger(__name__)
 
 DISCLAIMER = _(
     "DermAI is for education and research only. It is not a medical device, does not diagnose, "
@@ -185,11 +189,12 @@ def class_contents_get() -> dict[str, ClassContent]:
 
 
 def _prepare(predictor: Predictor, upload: ImageUpload) -> torch.Tensor:
-    if upload.size > settings.DERMAI_MAX_UPLOAD_MB * 1024 * 1024:
+    if upload.size > max_file_bytes():
         raise PredictionError("too_large", f"{upload.size} bytes")
     try:
         return predictor.prepare(upload.data, guard=True)
     except ImageError as error:
+        logger.info("refused an upload: %s (%s)", error.code, error.message)  # never the image bytes
         raise PredictionError(error.code, error.message) from None
 
 
