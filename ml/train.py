@@ -19,7 +19,7 @@ from tqdm import tqdm
 from ml import CLASS_CODES
 from ml.augment import augment
 from ml.calibration import expected_calibration_error, fit_temperature
-from ml.checkpoint import save_checkpoint
+from ml.checkpoint import load_checkpoint, save_checkpoint
 from ml.data import class_counts, load_pixels, read_samples, split_by_lesion
 from ml.metrics import balanced_accuracy
 from ml.model import ModelConfig, SimpleBNConv
@@ -271,8 +271,6 @@ def train(
         dist.destroy_process_group()
         return {}
     # Calibrate the best epoch's model: a temperature fitted on the validation split.
-    from ml.checkpoint import load_checkpoint
-
     best_model = load_checkpoint(out).model.to(device)
     logits = predict_logits(best_model, val_pixels, config=preprocess)
     temperature = fit_temperature(logits, val_labels)
