@@ -87,7 +87,7 @@ def save_plots(report: dict[str, Any], out_dir: Path, *, stem: str) -> list[Path
     matrix = torch.tensor(report["confusion_matrix"], dtype=torch.float)
     normalized = matrix / matrix.sum(dim=1, keepdim=True).clamp_min(1)
     fig, ax = plt.subplots(figsize=(6, 5))
-    image = ax.imshow(normalized, cmap="Blues", vmin=0, vmax=1)
+    image = ax.imshow(normalized.numpy(), cmap="Blues", vmin=0, vmax=1)
     ax.set(
         xticks=range(7),
         yticks=range(7),

@@ -1,9 +1,11 @@
 """Playwright driving Debian's Chromium against a live server, at desktop and phone sizes."""
 
+import importlib
 import os
 from pathlib import Path
 
 import pytest
+from django.apps import apps
 
 from tests.conftest import ROOT
 
@@ -53,3 +55,10 @@ def screenshot(page):
         return path
 
     return take
+
+
+@pytest.fixture(autouse=True)
+def seeded_classes(transactional_db):
+    """The class content the data migrations seed: live-server tests flush the database between them."""
+    for migration in ("0002_seed_lesion_classes", "0004_seed_spanish"):
+        importlib.import_module(f"classifier.migrations.{migration}").seed(apps, None)

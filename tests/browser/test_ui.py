@@ -7,8 +7,7 @@ from playwright.sync_api import Page, expect
 
 from tests.conftest import EXAMPLES
 
-# Live-server tests commit to the database: restore the seeded classes after each one.
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = pytest.mark.django_db(transaction=True)
 LESION = EXAMPLES / "images" / "ISIC_0024306.jpg"
 
 

@@ -13,6 +13,7 @@ from tests.conftest import ROOT
 
 def _deploy_check(**env: str) -> subprocess.CompletedProcess:
     environment = {**os.environ, "DJANGO_SECRET_KEY": secrets.token_urlsafe(50), **env}
+    environment.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set by the browser tests in this process
     command = [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"]
     return subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True)
 
