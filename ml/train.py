@@ -146,11 +146,13 @@ def train(
     config: TrainConfig,
     preprocess: PreprocessConfig = PreprocessConfig(),
     resume: bool = False,
+    init: Path | None = None,
 ) -> dict[str, Any]:
     """Train, keep the best epoch by validation BMA, fit the temperature, write ``out``.
 
-    A resumable state is written to ``<out>.state.pt`` after every epoch; the best model so far
-    is always in ``out``. Returns the final validation metrics.
+    ``init`` starts from the weights of an earlier checkpoint (a warm restart: a new warm-up and
+    cosine cycle) instead of random ones. A resumable state is written to ``<out>.state.pt`` after
+    every epoch; the best model so far is always in ``out``. Returns the final validation metrics.
     """
     rank, world_size, device = _setup_distributed()
     torch.manual_seed(config.seed)
@@ -170,7 +172,10 @@ def train(
     sample_weights = per_class[torch.tensor([s.label for s in train_samples])]
     class_weights = (per_class / (per_class * torch.tensor(counts)).sum() * sum(counts)).to(device)
 
-    model = SimpleBNConv(ModelConfig()).to(device, memory_format=torch.channels_last)
+    model = SimpleBNConv(ModelConfig())
+    if init is not None:
+        model.load_state_dict(load_checkpoint(init).model.state_dict())
+    model = model.to(device, memory_format=torch.channels_last)
     # Only the weights are averaged: BatchNorm statistics of averaged weights are recomputed
     # (recompute_batch_norm) — averaging them too mixes in the initial values for thousands of steps.
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=False)
@@ -203,7 +208,12 @@ def train(
         "train_counts": dict(zip(CLASS_CODES, counts)),
         "val_counts": dict(zip(CLASS_CODES, class_counts(val_samples))),
     }
-    training = {**dataclasses.asdict(config), "world_size": world_size, "device": device.type}
+    training = {
+        **dataclasses.asdict(config),
+        "init": str(init) if init else None,
+        "world_size": world_size,
+        "device": device.type,
+    }
     total_steps = config.epochs * math.ceil(len(train_samples) / world_size / config.batch_size)
     for epoch in range(start_epoch, config.epochs):
         started = time.monotonic()
@@ -306,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, type=Path, help="checkpoint to write, e.g. ml/weights/simplebnconv.pt")
     parser.add_argument("--resume", action="store_true", help="continue from <out>.state.pt if it exists")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (faster after a warm-up)")
+    parser.add_argument("--init", type=Path, help="start from this checkpoint's weights (a warm restart)")
     for field in dataclasses.fields(TrainConfig):
         if field.name != "compile":
             flag = "--" + field.name.replace("_", "-")
@@ -315,8 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = vars(build_parser().parse_args(argv))
-    data, out, resume = args.pop("data"), args.pop("out"), args.pop("resume")
-    train(data=data, out=out, config=TrainConfig(**args), resume=resume)
+    data, out, resume, init = args.pop("data"), args.pop("out"), args.pop("resume"), args.pop("init")
+    train(data=data, out=out, config=TrainConfig(**args), resume=resume, init=init)
     return 0
 
 

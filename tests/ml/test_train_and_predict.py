@@ -46,6 +46,20 @@ def test_resume_continues_after_the_last_epoch(trained_checkpoint, examples_dir,
     assert history[:2] == before
 
 
+def test_init_starts_from_the_given_weights(trained_checkpoint, examples_dir, tmp_path):
+    out = tmp_path / "restart.pt"
+    train(
+        data=examples_dir, out=out, config=TrainConfig(epochs=1, batch_size=4, lr=0.0, seed=0), init=trained_checkpoint
+    )
+    start = load_checkpoint(trained_checkpoint).model.state_dict()
+    restarted = torch.load(out, map_location="cpu", weights_only=True)
+    assert restarted["training"]["init"] == str(trained_checkpoint)
+    # With a learning rate of zero only the recomputed BatchNorm statistics may differ.
+    for name, value in restarted["state_dict"].items():
+        if "running" not in name and "num_batches" not in name:
+            torch.testing.assert_close(value, start[name], msg=name)
+
+
 def test_checkpoint_predicts_probabilities(trained_checkpoint, example_image):
     predictor = Predictor(trained_checkpoint)
     probs = predictor.probabilities(torch.stack([predictor.prepare(example_image)] * 2), tta=True)
