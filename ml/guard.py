@@ -31,17 +31,19 @@ class GuardConfig:
 
 def image_statistics(image: Image.Image, *, config: PreprocessConfig = PreprocessConfig()) -> dict[str, float]:
     """The statistics the guard decides on, computed at the resolution the model was trained on."""
-    pixels = np.asarray(reduce_to_source(image, config=config), dtype=np.float32)
+    rgb = np.asarray(reduce_to_source(image, config=config))
+    pixels = rgb.astype(np.float32)
     grey = pixels @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     laplacian = np.abs(4 * grey[1:-1, 1:-1] - grey[:-2, 1:-1] - grey[2:, 1:-1] - grey[1:-1, :-2] - grey[1:-1, 2:])
-    fine = (pixels // 4).astype(np.int32)  # 6 bits per channel
-    _, counts = np.unique(fine[..., 0] * 4096 + fine[..., 1] * 64 + fine[..., 2], return_counts=True)
-    coarse = (pixels // 8).astype(np.int32)  # 5 bits per channel
+    fine = rgb.astype(np.int32) >> 2  # 6 bits per channel
+    counts = np.bincount((fine[..., 0] << 12 | fine[..., 1] << 6 | fine[..., 2]).ravel())
+    coarse = fine >> 1  # 5 bits per channel
+    colours = np.count_nonzero(np.bincount((coarse[..., 0] << 10 | coarse[..., 1] << 5 | coarse[..., 2]).ravel()))
     rg = pixels[..., 0] - pixels[..., 1]
     yb = 0.5 * (pixels[..., 0] + pixels[..., 1]) - pixels[..., 2]
     return {
         "dominant_colour": float(counts.max() / counts.sum()),
-        "colours": float(len(np.unique(coarse[..., 0] * 1024 + coarse[..., 1] * 32 + coarse[..., 2]))),
+        "colours": float(colours),
         "texture": float(np.median(laplacian)) if laplacian.size else 0.0,
         "smooth_share": float((laplacian <= 2).mean()) if laplacian.size else 1.0,
         "colourfulness": float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean())),

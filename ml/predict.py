@@ -14,7 +14,7 @@ from ml.augment import dihedral
 from ml.checkpoint import load_checkpoint
 from ml.data import IMAGE_SUFFIXES
 from ml.guard import check_in_scope
-from ml.preprocessing import ImageError, PreprocessConfig, normalize, open_image, prepare
+from ml.preprocessing import ImageError, PreprocessConfig, normalize, open_image, prepare, reduce_to_source
 
 
 @torch.inference_mode()
@@ -51,7 +51,7 @@ class Predictor:
 
         With ``guard``, images that are clearly not lesion photos are refused (``out_of_scope``).
         """
-        image = open_image(data, config=self.config)
+        image = reduce_to_source(open_image(data, config=self.config), config=self.config)  # once, for both
         if guard:
             check_in_scope(image)
         return prepare(image, config=self.config)
