@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 from django.conf import settings
+from django.core.cache import cache
 from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 from PIL import Image
@@ -130,6 +131,12 @@ class BatchItem:
     error: PredictionError | None = None
 
 
+# With the default per-process cache, another worker sees an admin edit within this many seconds;
+# with a shared CACHE_URL (Redis, database) at once.
+CLASS_CONTENTS_SECONDS = 60
+CLASS_CONTENTS_KEY = "dermai:class-contents:{language}"
+
+
 @functools.lru_cache(maxsize=2)
 def _load(checkpoint: str) -> tuple[Predictor, ModelInfo]:
     torch.set_num_threads(settings.DERMAI_TORCH_THREADS)
@@ -167,8 +174,23 @@ def class_contents_get() -> dict[str, ClassContent]:
     """The admin-managed text of each class in the active language, by code, in ``CLASS_CODES`` order.
 
     A missing translation falls back to English; a class missing from the database to its code.
+    Every result needs it, so it is cached; an admin edit clears the cache (``class_contents_forget``).
     """
     language = (get_language() or settings.LANGUAGE_CODE).split("-")[0]
+    key = CLASS_CONTENTS_KEY.format(language=language)
+    contents = cache.get(key)
+    if contents is None:
+        contents = _class_contents_query(language)
+        cache.set(key, contents, CLASS_CONTENTS_SECONDS)
+    return contents
+
+
+def class_contents_forget(**kwargs: Any) -> None:
+    """Drop the cached class texts (connected to saves and deletes of the content models)."""
+    cache.delete_many([CLASS_CONTENTS_KEY.format(language=code) for code, _name in settings.LANGUAGES])
+
+
+def _class_contents_query(language: str) -> dict[str, ClassContent]:
     rows = {row.code: row for row in LesionClass.objects.prefetch_related("translations")}
     contents = {}
     for code in CLASS_CODES:

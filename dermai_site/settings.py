@@ -88,6 +88,9 @@ TEMPLATES = [
 
 # SQLite under var/ by default; PostgreSQL in production, e.g. postgres://user:pass@host:5432/dermai
 DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+# Keep each worker's connection open between requests (checked before reuse) rather than reconnecting.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -137,7 +140,8 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {"anon": env.str("DERMAI_THROTTLE_ANON", default="120/minute")},
 }
 
-# The throttle counts requests in this cache. The default is per process; with several gunicorn
+# The throttle counts requests in this cache, and the class texts are kept in it (see
+# classifier.services.class_contents_get). The default is per process; with several gunicorn
 # workers set a shared one, e.g. CACHE_URL=redis://127.0.0.1:6379/0 or CACHE_URL=dbcache://dermai_cache
 # (then run `manage.py createcachetable`).
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}

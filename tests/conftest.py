@@ -26,6 +26,14 @@ def image_bytes(*, mode: str = "RGB", size: tuple[int, int] = (200, 150), fmt: s
 
 
 @pytest.fixture(autouse=True)
+def fresh_cache():
+    # The throttle's counts and the cached class texts: every test starts without them.
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def plain_static_storage(settings):
     # The manifest storage needs `collectstatic`; tests serve static files as they are.
     settings.STORAGES = {

@@ -3,14 +3,7 @@ import tempfile
 
 import numpy as np
 import pytest
-from django.core.cache import cache
 from PIL import Image
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    # The API throttle counts requests in the cache: every test starts with a clean count.
-    cache.clear()
 
 
 @pytest.fixture

@@ -2,8 +2,10 @@ from http import HTTPStatus
 
 import pytest
 from django.urls import reverse
+from django.utils import translation
 
-from classifier.models import LesionClass
+from classifier.models import LesionClass, LesionClassTranslation
+from classifier.services import class_contents_get
 
 pytestmark = pytest.mark.django_db
 
@@ -21,6 +23,7 @@ def test_superuser_edits_a_description(admin_client):
     obj = LesionClass.objects.get(code="VASC")
     url = reverse("admin:classifier_lesionclass_change", args=[obj.pk])
     assert admin_client.get(url).status_code == HTTPStatus.OK
+    assert "New text." not in admin_client.get("/api/v1/classes/").content.decode()  # now cached
     data = {
         "translations-TOTAL_FORMS": "0",
         "translations-INITIAL_FORMS": "0",
@@ -35,6 +38,18 @@ def test_superuser_edits_a_description(admin_client):
     assert response.status_code == HTTPStatus.FOUND
     obj.refresh_from_db()
     assert obj.description == "New text."
+    classes = {c["code"]: c for c in admin_client.get("/api/v1/classes/").json()["classes"]}
+    assert classes["VASC"]["description"] == "New text."  # the save cleared the cache
+
+
+def test_class_texts_are_read_once_then_cached(django_assert_num_queries):
+    with django_assert_num_queries(2):  # the classes and their translations
+        first = class_contents_get()
+    with django_assert_num_queries(0):
+        assert class_contents_get() == first
+    LesionClassTranslation.objects.filter(language="es").delete()
+    with translation.override("es"), django_assert_num_queries(2):
+        assert class_contents_get()["MEL"].name == first["MEL"].name  # English once the translation is gone
 
 
 def test_anonymous_users_are_sent_to_login(client):
