@@ -84,7 +84,7 @@ class PredictionCreateView(APIView):
     )
     def post(self, request: Request) -> Response:
         if len(request.FILES.getlist("image")) > 1:
-            raise PredictionError("too_many_files", "the single endpoint takes one file in 'image'")
+            raise PredictionError("too_many_files")
         serializer = PredictionInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         explain = request.query_params.get("explain", "").lower() in ("1", "true", "yes")
@@ -104,7 +104,7 @@ class BatchPredictionCreateView(APIView):
     def post(self, request: Request) -> Response:
         files = request.FILES.getlist("images")
         if not files:
-            raise PredictionError("missing_file", "no files in 'images'")
+            raise PredictionError("missing_file")
         items = predictions_create(images=[ImageUpload.from_file(f) for f in files])
         info = model_info_get()
         body = {

@@ -54,10 +54,9 @@ ERROR_MESSAGES = {
 class PredictionError(Exception):
     """An upload that cannot be classified, with a stable ``code`` and a human ``message``."""
 
-    def __init__(self, code: str, detail: str = "") -> None:
+    def __init__(self, code: str) -> None:
         limits = {"n": settings.DERMAI_MAX_BATCH_FILES, "mb": f"{settings.DERMAI_MAX_UPLOAD_MB:g}"}
         self.code = code
-        self.detail = detail  # the technical reason, in English, for logs and debugging
         self.message = str(ERROR_MESSAGES[code]) % limits
         super().__init__(self.message)
 
@@ -212,12 +211,12 @@ def _class_contents_query(language: str) -> dict[str, ClassContent]:
 
 def _prepare(predictor: Predictor, upload: ImageUpload) -> torch.Tensor:
     if upload.size > max_file_bytes():
-        raise PredictionError("too_large", f"{upload.size} bytes")
+        raise PredictionError("too_large")
     try:
         return predictor.prepare(upload.data, guard=True)
     except ImageError as error:
         logger.info("refused an upload: %s (%s)", error.code, error.message)  # never the image bytes
-        raise PredictionError(error.code, error.message) from None
+        raise PredictionError(error.code) from None
 
 
 def _result(
@@ -263,7 +262,7 @@ def predictions_create(*, images: list[ImageUpload], thumbnails: bool = False) -
     if not images:
         raise PredictionError("missing_file")
     if len(images) > settings.DERMAI_MAX_BATCH_FILES:
-        raise PredictionError("too_many_files", f"{len(images)} files")
+        raise PredictionError("too_many_files")
     predictor, info = predictor_get()
     started = time.perf_counter()
     prepared: dict[int, torch.Tensor] = {}
@@ -339,7 +338,7 @@ def example_prediction_create(*, image_id: str) -> tuple[ExampleImage, Predictio
     """Classify one of the committed examples; raise :class:`PredictionError` for an unknown id."""
     example = next((e for e in examples_list() if e.image_id == image_id), None)
     if example is None:
-        raise PredictionError("unknown_example", image_id)
+        raise PredictionError("unknown_example")
     data = (settings.DERMAI_EXAMPLES_DIR / "images" / f"{image_id}.jpg").read_bytes()
     upload = ImageUpload(name=f"{image_id}.jpg", data=data, size=len(data))
     return example, prediction_create(image=upload, preview=True, explain=True)

@@ -38,7 +38,7 @@ def read_samples(root: Path) -> list[Sample]:
     if not root.is_dir():
         raise FileNotFoundError(f"data folder {str(root)!r} does not exist")
     labels, lesions = _read_labels(root)
-    paths = {p.stem: p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES}
+    paths = {p.stem: p for p in image_files(root)}
     missing = [image_id for image_id in labels if image_id not in paths]
     if missing:
         raise FileNotFoundError(f"{len(missing)} labelled images are missing under {str(root)!r}, e.g. {missing[0]!r}")
@@ -46,6 +46,11 @@ def read_samples(root: Path) -> list[Sample]:
         Sample(image_id, lesions.get(image_id, image_id), label, paths[image_id])
         for image_id, label in sorted(labels.items())
     ]
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The JPEG, PNG and WebP files anywhere below ``folder``, in a stable order."""
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _read_labels(root: Path) -> tuple[dict[str, int], dict[str, str]]:

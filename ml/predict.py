@@ -12,7 +12,7 @@ from tqdm import tqdm
 from ml import CLASS_CODES, SHIPPED_CHECKPOINT
 from ml.augment import dihedral
 from ml.checkpoint import load_checkpoint
-from ml.data import IMAGE_SUFFIXES
+from ml.data import image_files
 from ml.guard import check_in_scope
 from ml.preprocessing import ImageError, PreprocessConfig, normalize, open_image, prepare, reduce_to_source
 
@@ -67,7 +67,7 @@ def find_images(paths: list[Path]) -> list[Path]:
     found = []
     for path in paths:
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            found += image_files(path)
         else:
             found.append(path)
     return found
