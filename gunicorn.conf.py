@@ -13,6 +13,10 @@ max_requests = 2000  # recycle workers now and then
 max_requests_jitter = 200
 accesslog = "-"
 wsgi_app = "dermai_site.wsgi:application"
+# Import Django and torch once in the master; the workers fork from it and share those pages
+# (torch alone is ~500 MB resident). No tensor work runs before the fork: each worker sets its
+# thread count and loads the model itself (post_worker_init), so no thread pool crosses a fork.
+preload_app = True
 
 
 def post_worker_init(worker):

@@ -118,7 +118,18 @@ def worker_pids(master: int) -> list[int]:
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return memory_mb(pid)["rss"]
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """A process's resident memory: RSS counts pages shared with the gunicorn master and the other
+    workers in full, PSS divides them among the sharers, USS is what this process alone holds."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        name, value = line.split(":", 1)
+        fields[name] = int(value.split()[0]) / 1024
+    return {
+        "rss": fields["Rss"],
+        "pss": fields["Pss"],
+        "uss": fields["Private_Clean"] + fields["Private_Dirty"],
+    }

@@ -4,7 +4,7 @@ import argparse
 import threading
 import time
 
-from benchmarks.common import gunicorn, lesion_jpeg, post_image, rss_mb, save, summary, worker_pids
+from benchmarks.common import gunicorn, lesion_jpeg, memory_mb, post_image, save, summary, worker_pids
 
 
 def load(data: bytes, *, concurrency: int, seconds: float) -> dict:
@@ -47,14 +47,17 @@ def main(argv: list[str] | None = None) -> dict:
     with gunicorn(workers=2) as (master, cold_start):
         print(f"cold start: gunicorn launch → /readyz answering in {cold_start:.2f} s")
         rows = [load(data, concurrency=c, seconds=args.seconds) for c in args.concurrency]
-        rss = {pid: rss_mb(pid) for pid in worker_pids(master)}
+        memory = [memory_mb(pid) for pid in worker_pids(master)]
+        master_memory = memory_mb(master)
     print(f"{'clients':>7} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>6}")
     for row in rows:
         print(
             f"{row['concurrency']:7d} {row['requests_per_s']:7.1f} {row['median_ms']:8.1f} "
             f"{row['p95_ms']:8.1f} {row['p99_ms']:8.1f} {row['errors']:6d}"
         )
-    print("worker RSS (MB): " + ", ".join(f"{v:.0f}" for v in rss.values()))
+    for name in ("rss", "pss", "uss"):
+        print(f"worker {name.upper()} (MB): " + ", ".join(f"{m[name]:.0f}" for m in memory))
+    print(f"master RSS {master_memory['rss']:.0f} MB, PSS {master_memory['pss']:.0f} MB")
     path = save(
         "http_load",
         {
@@ -62,7 +65,8 @@ def main(argv: list[str] | None = None) -> dict:
             "image": "600×450 JPEG",
             "cold_start_s": cold_start,
             "results": rows,
-            "worker_rss_mb": list(rss.values()),
+            "worker_memory_mb": memory,
+            "master_memory_mb": master_memory,
         },
     )
     print(f"wrote {path}")
