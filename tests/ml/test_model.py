@@ -1,7 +1,8 @@
+import pytest
 import torch
 
 from ml import CLASS_CODES
-from ml.model import ModelConfig, SimpleBNConv
+from ml.model import MaxPool2x2, ModelConfig, SimpleBNConv
 
 
 def test_output_shape_and_no_nan():
@@ -24,3 +25,12 @@ def test_gradient_reaches_every_parameter():
     loss.backward()
     for name, parameter in model.named_parameters():
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 224, 224), (1, 3, 7, 7), (3, 5, 14, 9)])
+def test_max_pool_matches_torch(shape):
+    x = torch.randn(shape)
+    x[x < 0] = 0  # ties, as after ReLU
+    torch.testing.assert_close(MaxPool2x2()(x), torch.nn.functional.max_pool2d(x, 2), rtol=0, atol=0)
+    channels_last = x.contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(MaxPool2x2()(channels_last), torch.nn.functional.max_pool2d(x, 2), rtol=0, atol=0)
