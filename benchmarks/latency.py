@@ -11,7 +11,9 @@ from torchvision import transforms
 
 from benchmarks.common import lesion_jpeg, save, summary
 from ml import SHIPPED_CHECKPOINT
+from ml.guard import check_in_scope
 from ml.predict import Predictor
+from ml.preprocessing import normalize, open_image, prepare, reduce_to_source
 
 SIZES = {"dermatoscope 600×450": (600, 450), "phone 4032×3024": (4032, 3024)}
 
@@ -32,6 +34,25 @@ def original_pipeline(model: torch.nn.Module) -> callable:
             return F.softmax(model(transform(image).unsqueeze(0)), dim=1)
 
     return run
+
+
+def stages(predictor: Predictor, data: bytes, repeats: int) -> dict[str, float]:
+    """Median milliseconds of each step of our path, to show where the time goes."""
+    config = predictor.config
+    image = open_image(data, config=config)
+    reduced = reduce_to_source(image, config=config)
+    pixels = prepare(reduced, config=config)
+    x = normalize(pixels, config=config).unsqueeze(0).contiguous(memory_format=torch.channels_last)
+    steps = {
+        "decode (draft JPEG, EXIF, RGB)": lambda _: open_image(data, config=config),
+        "reduce to 150 px short side": lambda _: reduce_to_source(image, config=config),
+        "out-of-scope guard": lambda _: check_in_scope(reduced),
+        "resize 224 + shades-of-gray": lambda _: prepare(reduced, config=config),
+        "normalize": lambda _: normalize(pixels, config=config),
+        "model forward (channels-last)": lambda _: predictor.model(x),
+    }
+    with torch.inference_mode():
+        return {name: summary(time_calls(step, data, repeats))["median_ms"] for name, step in steps.items()}
 
 
 def time_calls(function, data: bytes, repeats: int) -> list[float]:
@@ -62,10 +83,13 @@ def main(argv: list[str] | None = None) -> dict:
             "original": summary(time_calls(original, data, args.repeats)),
         }
         result["ratio_median"] = result["ours"]["median_ms"] / result["original"]["median_ms"]
+        result["ours_stages_median_ms"] = stages(predictor, data, args.repeats)
         rows[label] = result
         for name in ("ours", "original"):
             print(f"{label:22} {name:9} {result[name]['median_ms']:10.1f} {result[name]['p95_ms']:8.1f}")
         print(f"{label:22} {'ratio':9} {result['ratio_median']:10.2f}  (ours / original, median)")
+        for step, ms in result["ours_stages_median_ms"].items():
+            print(f"{'':22}   {step:32} {ms:6.2f} ms")
     path = save("latency", {"threads": 1, "repeats": args.repeats, "results": rows})
     print(f"wrote {path}")
     return rows
