@@ -92,7 +92,8 @@ def load_checkpoint(path: Path) -> LoadedModel:
     config = {k: tuple(v) if isinstance(v, list) else v for k, v in checkpoint["model_config"].items()}
     model = ARCHITECTURES[arch](ModelConfig(**config))
     model.load_state_dict(checkpoint["state_dict"])
-    model.eval()
+    # Channels-last weights match the channels-last inputs of ml.predict: no layout conversion per call.
+    model.to(memory_format=torch.channels_last).eval()
     preprocess = PreprocessConfig(
         **{k: tuple(v) if isinstance(v, list) else v for k, v in checkpoint["preprocessing"].items()}
     )
