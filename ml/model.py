@@ -17,7 +17,7 @@ class ModelConfig:
 
 
 class MaxPool2x2(nn.Module):
-    """``nn.MaxPool2d(2)`` written as three element-wise maxima: the same output, bit for bit.
+    """``nn.MaxPool2d(2)`` as two element-wise maxima (row pairs, then column pairs): the same output.
 
     PyTorch's CPU max-pooling kernel also computes the argmax indices and branches on every value;
     on real images it took about 40 % of this model's forward pass. This takes a fraction of that.

@@ -112,7 +112,7 @@ def shades_of_gray(pixels: torch.Tensor, *, power: int = 6) -> torch.Tensor:
         powered = powered * x
     illuminant = powered.mean(dim=(-2, -1), keepdim=True).pow(1 / power).clamp_min(1.0)
     illuminant = illuminant / illuminant.norm(dim=-3, keepdim=True)
-    return x.div_(illuminant * math.sqrt(3)).clamp_(0, 255).round_().to(torch.uint8)
+    return (x / (illuminant * math.sqrt(3))).clamp_(0, 255).round_().to(torch.uint8)
 
 
 def normalize(pixels: torch.Tensor, *, config: PreprocessConfig = PreprocessConfig()) -> torch.Tensor:
