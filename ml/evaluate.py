@@ -17,7 +17,7 @@ from ml import CLASS_CODES, SHIPPED_CHECKPOINT  # noqa: E402
 from ml.calibration import expected_calibration_error, reliability  # noqa: E402
 from ml.checkpoint import load_checkpoint, record_evaluation  # noqa: E402
 from ml.data import load_pixels, read_samples, split_by_lesion  # noqa: E402
-from ml.metrics import abstention_curve, classification_report  # noqa: E402
+from ml.metrics import abstention_curve, balanced_accuracy_interval, classification_report  # noqa: E402
 
 ABSTENTION_THRESHOLDS = [0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 from ml.predict import predict_logits  # noqa: E402
@@ -36,6 +36,7 @@ def evaluate_checkpoint(*, data: Path, checkpoint: Path, split: str = "val", tta
     probs = F.softmax(logits / loaded.temperature, dim=1)
     report = classification_report(probs, labels)
     report.update(
+        balanced_accuracy_ci95=balanced_accuracy_interval(probs.argmax(dim=1), labels, [s.lesion_id for s in samples]),
         checkpoint=str(checkpoint),
         data=str(data),
         split=split,
@@ -50,10 +51,11 @@ def evaluate_checkpoint(*, data: Path, checkpoint: Path, split: str = "val", tta
 
 def format_report(report: dict[str, Any]) -> str:
     """The report as a plain-text table."""
+    low, high = report["balanced_accuracy_ci95"]
     lines = [
         f"{report['split']} split of {report['data']}: {report['n']} images, TTA {'on' if report['tta'] else 'off'}",
-        f"accuracy {report['accuracy']:.4f}   BMA {report['balanced_accuracy']:.4f}   "
-        f"macro AUC {report['macro_auc']:.4f}",
+        f"accuracy {report['accuracy']:.4f}   BMA {report['balanced_accuracy']:.4f} "
+        f"(95 % interval over lesions {low:.3f}–{high:.3f})   macro AUC {report['macro_auc']:.4f}",
         f"ECE {report['ece_uncalibrated']:.4f} before → {report['ece']:.4f} after temperature "
         f"{report['temperature']:.3f}",
         "",
