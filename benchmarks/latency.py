@@ -15,7 +15,7 @@ from ml import SHIPPED_CHECKPOINT
 from ml.guard import check_in_scope
 from ml.model import MaxPool2x2, SimpleBNConv
 from ml.predict import Predictor
-from ml.preprocessing import open_image, prepare, reduce_to_source
+from ml.preprocessing import decode, prepare, reduce_to_source
 
 SIZES = {"dermatoscope 600×450": (600, 450), "phone 4032×3024": (4032, 3024)}
 
@@ -51,10 +51,10 @@ def stages(predictor: Predictor, data: bytes, repeats: int) -> dict[str, float]:
     """Median milliseconds of each step of our path, timed in sequence as a request runs them."""
     config = predictor.config
     steps = {
-        "decode (draft JPEG, EXIF, RGB)": lambda _: open_image(data, config=config),
-        "reduce to 150 px short side": lambda image: reduce_to_source(image, config=config),
-        "out-of-scope guard": lambda image: check_in_scope(image) or image,
-        "resize 224 + shades-of-gray": lambda image: prepare(image, config=config),
+        "decode (draft JPEG, EXIF, RGB)": lambda _: decode(data, config=config),
+        "reduce to 150 px short side": lambda pixels: reduce_to_source(pixels, config=config),
+        "out-of-scope guard": lambda pixels: check_in_scope(pixels) or pixels,
+        "resize 224 + shades-of-gray": lambda pixels: prepare(pixels, config=config),
         "normalize + model + softmax": lambda pixels: predictor.probabilities(pixels.unsqueeze(0)),
     }
     seconds: dict[str, list[float]] = {name: [] for name in steps}
@@ -68,20 +68,25 @@ def stages(predictor: Predictor, data: bytes, repeats: int) -> dict[str, float]:
     return {name: summary(values)["median_ms"] for name, values in seconds.items()}
 
 
-def time_calls(function, data: bytes, repeats: int) -> list[float]:
-    for _ in range(3):
-        function(data)  # warm-up
-    seconds = []
+def time_interleaved(pipelines: dict[str, callable], data: bytes, repeats: int) -> dict[str, list[float]]:
+    """Seconds per call of each pipeline, taking turns call by call, so that both see the same
+    machine: on a shared VM the speed drifts by ±20 % over minutes, and a ratio of two runs made
+    one after the other carries that drift."""
+    for function in pipelines.values():
+        for _ in range(3):
+            function(data)  # warm-up
+    seconds: dict[str, list[float]] = {name: [] for name in pipelines}
     for _ in range(repeats):
-        started = time.perf_counter()
-        function(data)
-        seconds.append(time.perf_counter() - started)
+        for name, function in pipelines.items():
+            started = time.perf_counter()
+            function(data)
+            seconds[name].append(time.perf_counter() - started)
     return seconds
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.latency")
-    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=100)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # one gunicorn worker's share
     predictor = Predictor(SHIPPED_CHECKPOINT)
@@ -91,10 +96,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{'image':22} {'pipeline':9} {'median ms':>10} {'p95 ms':>8}")
     for label, size in SIZES.items():
         data = lesion_jpeg(size)
-        result = {
-            "ours": summary(time_calls(ours, data, args.repeats)),
-            "original": summary(time_calls(original, data, args.repeats)),
-        }
+        seconds = time_interleaved({"ours": ours, "original": original}, data, args.repeats)
+        result = {name: summary(values) for name, values in seconds.items()}
         result["ratio_median"] = result["ours"]["median_ms"] / result["original"]["median_ms"]
         result["ours_stages_median_ms"] = stages(predictor, data, args.repeats)
         rows[label] = result

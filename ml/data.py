@@ -10,7 +10,7 @@ import torch
 from tqdm import tqdm
 
 from ml import CLASS_CODES
-from ml.preprocessing import PreprocessConfig, open_image, prepare
+from ml.preprocessing import PreprocessConfig, decode, prepare
 
 METADATA_CSV = "HAM10000_metadata.csv"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -104,7 +104,7 @@ def load_pixels(samples: list[Sample], *, config: PreprocessConfig, progress: bo
     """Decode and prepare every image once: an N×3×size×size uint8 tensor (1.5 GB for HAM10000)."""
     pixels = torch.empty((len(samples), 3, config.size, config.size), dtype=torch.uint8)
     for i, sample in enumerate(tqdm(samples, desc="decoding", unit="img", disable=not progress)):
-        pixels[i] = prepare(open_image(sample.path.read_bytes(), config=config), config=config)
+        pixels[i] = prepare(decode(sample.path.read_bytes(), config=config), config=config)
     return pixels
 
 

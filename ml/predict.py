@@ -14,7 +14,7 @@ from ml.augment import dihedral
 from ml.checkpoint import load_checkpoint
 from ml.data import image_files
 from ml.guard import check_in_scope
-from ml.preprocessing import ImageError, PreprocessConfig, normalize, open_image, prepare, reduce_to_source
+from ml.preprocessing import ImageError, PreprocessConfig, decode, normalize, prepare, reduce_to_source
 
 
 @torch.inference_mode()
@@ -51,10 +51,10 @@ class Predictor:
 
         With ``guard``, images that are clearly not lesion photos are refused (``out_of_scope``).
         """
-        image = reduce_to_source(open_image(data, config=self.config), config=self.config)  # once, for both
+        pixels = reduce_to_source(decode(data, config=self.config), config=self.config)  # once, for both
         if guard:
-            check_in_scope(image)
-        return prepare(image, config=self.config)
+            check_in_scope(pixels)
+        return prepare(pixels, config=self.config)
 
     def probabilities(self, pixels: torch.Tensor, *, tta: bool = False) -> torch.Tensor:
         """N×7 calibrated probabilities for prepared pixels, in one batched forward pass."""

@@ -2,13 +2,13 @@ import pytest
 
 from ml.data import read_samples
 from ml.guard import check_in_scope, out_of_scope_reason
-from ml.preprocessing import ImageError, open_image
+from ml.preprocessing import ImageError, decode
 from tests.conftest import image_bytes
 from tests.non_lesion import KINDS, non_lesion_images
 
 
 def test_refuses_at_least_95_percent_of_generated_non_lesion_images():
-    results = [(kind, out_of_scope_reason(open_image(data))) for kind, data in non_lesion_images(per_kind=20)]
+    results = [(kind, out_of_scope_reason(decode(data))) for kind, data in non_lesion_images(per_kind=20)]
     refused = sum(reason is not None for _, reason in results)
     assert refused / len(results) >= 0.95
     for kind in KINDS:  # and every kind is mostly refused, not just on average
@@ -18,15 +18,15 @@ def test_refuses_at_least_95_percent_of_generated_non_lesion_images():
 
 def test_accepts_the_example_lesions(examples_dir):
     for sample in read_samples(examples_dir):
-        assert out_of_scope_reason(open_image(sample.path.read_bytes())) is None, sample.image_id
+        assert out_of_scope_reason(decode(sample.path.read_bytes())) is None, sample.image_id
 
 
 def test_refuses_a_tiny_image():
-    assert "too small" in out_of_scope_reason(open_image(image_bytes(size=(40, 30))))
+    assert "too small" in out_of_scope_reason(decode(image_bytes(size=(40, 30))))
 
 
 def test_check_raises_the_out_of_scope_code():
     _, document = next(non_lesion_images(per_kind=1))
     with pytest.raises(ImageError) as error:
-        check_in_scope(open_image(document))
+        check_in_scope(decode(document))
     assert error.value.code == "out_of_scope"

@@ -6,7 +6,18 @@ import torch
 from PIL import Image
 
 from ml import preprocessing
-from ml.preprocessing import ImageError, PreprocessConfig, open_image, prepare, preprocess, shades_of_gray
+from ml.preprocessing import (
+    ImageError,
+    PreprocessConfig,
+    decode,
+    open_image,
+    prepare,
+    preprocess,
+    reduce_to_source,
+    resize,
+    shades_of_gray,
+    to_pixels,
+)
 from tests.conftest import image_bytes
 
 
@@ -62,7 +73,7 @@ def test_exif_orientation_is_honoured():
 def test_large_jpeg_is_decoded_at_reduced_scale():
     image = open_image(image_bytes(size=(4032, 3024)))
     assert min(image.size) < 3024 / 4  # libjpeg scaled the decode down (draft mode)
-    assert prepare(image).shape == (3, 224, 224)
+    assert prepare(to_pixels(image)).shape == (3, 224, 224)
 
 
 @pytest.mark.parametrize(
@@ -112,6 +123,30 @@ def _black_png() -> bytes:
 
 def test_colour_constancy_can_be_switched_off():
     data = image_bytes()
-    plain = prepare(open_image(data), config=PreprocessConfig(colour_constancy="none"))
-    corrected = prepare(open_image(data))
+    plain = prepare(decode(data), config=PreprocessConfig(colour_constancy="none"))
+    corrected = prepare(decode(data))
     assert not torch.equal(plain, corrected)
+
+
+@pytest.mark.parametrize(
+    ("source", "target"), [((600, 450), (200, 150)), ((504, 378), (200, 150)), ((200, 150), (224, 224))]
+)
+def test_resize_matches_pillows_bilinear_filter(source, target):
+    image = open_image(image_bytes(size=source))
+    ours = resize(to_pixels(image), (target[1], target[0]))
+    pillow = to_pixels(image.resize(target, Image.Resampling.BILINEAR))
+    difference = (ours.int() - pillow.int()).abs()
+    assert difference.max() <= 1
+    assert (difference > 0).float().mean() < 0.001
+
+
+def test_pixels_are_channels_last_and_keep_their_aspect_when_reduced():
+    pixels = decode(image_bytes(size=(600, 450), fmt="PNG"))
+    assert pixels.shape == (3, 450, 600)
+    assert pixels.unsqueeze(0).is_contiguous(memory_format=torch.channels_last)
+    assert reduce_to_source(pixels).shape == (3, 150, 200)
+    assert reduce_to_source(decode(image_bytes(size=(90, 60)))).shape == (3, 60, 90)
+
+
+def test_tiny_images_still_become_a_model_input():
+    assert preprocess(image_bytes(size=(1, 1), fmt="PNG")).shape == (1, 3, 224, 224)
