@@ -24,3 +24,10 @@ def post_worker_init(worker):
     from classifier.services import predictor_get
 
     predictor_get()
+
+
+def post_fork(server, worker):
+    """Keep freed buffers in each worker's heap: no page faults per request for image buffers."""
+    from dermai_site.memory import keep_freed_memory
+
+    keep_freed_memory()

@@ -1,0 +1,21 @@
+"""Allocator settings for serving processes (gunicorn workers, and the benchmarks that stand in for them)."""
+
+import ctypes
+import platform
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # from glibc's <malloc.h>
+
+
+def keep_freed_memory() -> None:
+    """Let glibc keep freed buffers in the heap instead of returning each one to the kernel.
+
+    With glibc's defaults every buffer over ~1 MB (decoded images, activations) was unmapped when
+    freed and faulted back in by the next request: 2–3 ms of system time per request, 15 % of a
+    worker's CPU. With these settings it is ~0.2 ms, for a few MB more RSS (README, Benchmarks).
+    Other C libraries are left alone.
+    """
+    if platform.libc_ver()[0] != "glibc":
+        return
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallopt(M_MMAP_THRESHOLD, 16 * 1024 * 1024)  # allocations below 16 MB come from the heap
+    libc.mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024)  # up to 64 MB of free heap is kept
