@@ -9,9 +9,10 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # from glibc's <malloc.h>
 def keep_freed_memory() -> None:
     """Let glibc keep freed buffers in the heap instead of returning each one to the kernel.
 
-    With glibc's defaults every buffer over ~1 MB (decoded images, activations) was unmapped when
-    freed and faulted back in by the next request: 2–3 ms of system time per request, 15 % of a
-    worker's CPU. With these settings it is ~0.2 ms, for a few MB more RSS (README, Benchmarks).
+    With glibc's defaults, freed memory goes back to the kernel eagerly (large buffers are unmapped,
+    the top of the heap is trimmed), and the next request faults its image and activation buffers
+    in again: 2–3 ms of system time per request, 15 % of a worker's CPU. With these settings it is
+    ~0.2 ms, for a few MB more RSS (README, Benchmarks).
     Other C libraries are left alone.
     """
     if platform.libc_ver()[0] != "glibc":

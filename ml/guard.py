@@ -32,15 +32,15 @@ class GuardConfig:
 def image_statistics(pixels: torch.Tensor, *, config: PreprocessConfig = PreprocessConfig()) -> dict[str, float]:
     """The statistics the guard decides on (3×H×W uint8 pixels), at the training resolution."""
     rgb = reduce_to_source(pixels, config=config).permute(1, 2, 0).numpy()
-    pixels = rgb.astype(np.float32)
-    grey = pixels @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    values = rgb.astype(np.float32)
+    grey = values @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     laplacian = np.abs(4 * grey[1:-1, 1:-1] - grey[:-2, 1:-1] - grey[2:, 1:-1] - grey[1:-1, :-2] - grey[1:-1, 2:])
     fine = rgb.astype(np.int32) >> 2  # 6 bits per channel
     # Sorting 30,000 codes beats a 2 MB bincount, which falls out of cache between requests.
     present, counts = np.unique((fine[..., 0] << 12 | fine[..., 1] << 6 | fine[..., 2]).ravel(), return_counts=True)
     colours = np.unique((present >> 13) << 10 | (present >> 7 & 31) << 5 | present >> 1 & 31).size  # 5 bits
-    rg = pixels[..., 0] - pixels[..., 1]
-    yb = 0.5 * (pixels[..., 0] + pixels[..., 1]) - pixels[..., 2]
+    rg = values[..., 0] - values[..., 1]
+    yb = 0.5 * (values[..., 0] + values[..., 1]) - values[..., 2]
     return {
         "dominant_colour": float(counts.max() / counts.sum()),
         "colours": float(colours),
