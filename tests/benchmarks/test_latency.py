@@ -1,0 +1,36 @@
+"""`make bench` keeps working: the latency benchmark runs both pipelines and writes its report.
+Timings are not asserted; they are measurements, quoted in the README."""
+
+import json
+
+import torch
+
+from benchmarks import common, latency
+
+
+def test_latency_benchmark_times_both_pipelines_on_both_images(tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    threads = torch.get_num_threads()
+    try:
+        rows = latency.main(["--repeats", "2"])
+    finally:
+        torch.set_num_threads(threads)
+    assert set(rows) == set(latency.SIZES)
+    for row in rows.values():
+        assert row["ours"]["n"] == row["original"]["n"] == 2
+        assert row["ratio_median"] == row["ours"]["median_ms"] / row["original"]["median_ms"]
+        assert len(row["ours_stages_median_ms"]) == 5
+    report = json.loads((tmp_path / "latency.json").read_text())
+    assert report["repeats"] == 2 and set(report["results"]) == set(latency.SIZES)
+
+
+def test_the_baseline_is_the_demos_module_with_our_weights():
+    """The comparison is fair: the demo's module (nn.MaxPool2d, NCHW) computes what ours computes."""
+    from ml import SHIPPED_CHECKPOINT
+    from ml.predict import Predictor
+
+    predictor = Predictor(SHIPPED_CHECKPOINT)
+    original = latency.original_model(predictor.model)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.inference_mode():
+        assert torch.allclose(original(x), predictor.model(x.contiguous(memory_format=torch.channels_last)), atol=1e-5)
