@@ -117,6 +117,24 @@ def worker_pids(master: int) -> list[int]:
     return [int(pid) for pid in children.read_text().split()] if children.exists() else []
 
 
+def server_cpu_seconds(master: int) -> tuple[float, float]:
+    """User and system CPU seconds used so far by gunicorn: the master, its live workers, and the
+    workers it has already replaced (``max_requests`` recycles them during a long run)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    user = system = 0.0
+    for pid in [master, *worker_pids(master)]:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # a worker that exited just now; its time moves to the master's children
+            continue
+        user += int(fields[11]) / ticks
+        system += int(fields[12]) / ticks
+        if pid == master:  # cutime and cstime: the workers that have exited and been reaped
+            user += int(fields[13]) / ticks
+            system += int(fields[14]) / ticks
+    return user, system
+
+
 def rss_mb(pid: int) -> float:
     return memory_mb(pid)["rss"]
 

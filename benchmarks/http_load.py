@@ -4,11 +4,23 @@ import argparse
 import threading
 import time
 
-from benchmarks.common import gunicorn, lesion_jpeg, memory_mb, post_image, save, summary, worker_pids
+from benchmarks.common import (
+    gunicorn,
+    lesion_jpeg,
+    memory_mb,
+    post_image,
+    save,
+    server_cpu_seconds,
+    summary,
+    worker_pids,
+)
 
 
-def load(data: bytes, *, concurrency: int, seconds: float) -> dict:
-    """``concurrency`` clients posting ``data`` back to back for ``seconds``; bounded in time."""
+def load(data: bytes, *, concurrency: int, seconds: float, master: int) -> dict:
+    """``concurrency`` clients posting ``data`` back to back for ``seconds``; bounded in time.
+
+    Also reports the CPU gunicorn (``master`` and its workers) spent per request, user and system.
+    """
     latencies: list[float] = []
     errors = 0
     lock = threading.Lock()
@@ -25,14 +37,18 @@ def load(data: bytes, *, concurrency: int, seconds: float) -> dict:
 
     threads = [threading.Thread(target=client) for _ in range(concurrency)]
     cpu_started = time.process_time()  # the load generator shares the machine's cores with gunicorn
+    server_started = server_cpu_seconds(master)
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
+    user, system = (after - before for after, before in zip(server_cpu_seconds(master), server_started))
     return {
         "client_cpu_percent": 100 * (time.process_time() - cpu_started) / elapsed,
+        "server_user_ms_per_request": 1000 * user / len(latencies),
+        "server_system_ms_per_request": 1000 * system / len(latencies),
         "concurrency": concurrency,
         "requests_per_s": len(latencies) / elapsed,
         "errors": errors,
@@ -70,14 +86,18 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"in process, one torch thread: {reference:.1f} images/s")
     with gunicorn(workers=2) as (master, cold_start):
         print(f"cold start: gunicorn launch → /readyz answering in {cold_start:.2f} s")
-        rows = [load(data, concurrency=c, seconds=args.seconds) for c in args.concurrency]
+        rows = [load(data, concurrency=c, seconds=args.seconds, master=master) for c in args.concurrency]
         memory = [memory_mb(pid) for pid in worker_pids(master)]
         master_memory = memory_mb(master)
-    print(f"{'clients':>7} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>6} {'client CPU':>10}")
+    print(
+        f"{'clients':>7} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>6} {'client CPU':>10} "
+        f"{'server CPU per request, user + system':>38}"
+    )
     for row in rows:
         print(
             f"{row['concurrency']:7d} {row['requests_per_s']:7.1f} {row['median_ms']:8.1f} "
-            f"{row['p95_ms']:8.1f} {row['p99_ms']:8.1f} {row['errors']:6d} {row['client_cpu_percent']:9.0f}%"
+            f"{row['p95_ms']:8.1f} {row['p99_ms']:8.1f} {row['errors']:6d} {row['client_cpu_percent']:9.0f}% "
+            f"{row['server_user_ms_per_request']:28.1f} + {row['server_system_ms_per_request']:.1f} ms"
         )
     peak = max(row["requests_per_s"] for row in rows)
     print(f"peak {peak:.1f} req/s = {peak / (2 * reference):.0%} of 2 × the in-process rate (target ≥ 80 %)")
