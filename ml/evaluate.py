@@ -17,26 +17,42 @@ from ml import CLASS_CODES, SHIPPED_CHECKPOINT  # noqa: E402
 from ml.calibration import expected_calibration_error, reliability  # noqa: E402
 from ml.checkpoint import load_checkpoint, record_evaluation  # noqa: E402
 from ml.data import load_pixels, read_samples, split_by_lesion  # noqa: E402
-from ml.metrics import abstention_curve, balanced_accuracy_interval, classification_report  # noqa: E402
+from ml.metrics import (  # noqa: E402
+    abstention_curve,
+    balanced_accuracy,
+    balanced_accuracy_difference_interval,
+    balanced_accuracy_interval,
+    classification_report,
+)
 
 ABSTENTION_THRESHOLDS = [0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 from ml.predict import predict_logits  # noqa: E402
 
 
-def evaluate_checkpoint(*, data: Path, checkpoint: Path, split: str = "val", tta: bool = False) -> dict[str, Any]:
-    """Score a checkpoint on its own lesion-grouped validation split (``split="val"``) or a whole folder."""
+class SplitMismatch(ValueError):
+    """A baseline checkpoint whose validation split differs: its scores are not comparable."""
+
+
+def evaluate_checkpoint(
+    *, data: Path, checkpoint: Path, split: str = "val", tta: bool = False, baseline: Path | None = None
+) -> dict[str, Any]:
+    """Score a checkpoint on its own lesion-grouped validation split (``split="val"``) or a whole folder.
+
+    With ``baseline``, also score that checkpoint on the same images and report the paired bootstrap
+    interval of the BMA difference (both checkpoints must use the same split).
+    """
     loaded = load_checkpoint(checkpoint)
     samples = read_samples(data)
     if split == "val":
         summary = loaded.meta["data"]
         _, samples = split_by_lesion(samples, val_fraction=summary["val_fraction"], seed=summary["split_seed"])
-    pixels = load_pixels(samples, config=loaded.preprocess)
     labels = torch.tensor([s.label for s in samples])
-    logits = predict_logits(loaded.model, pixels, config=loaded.preprocess, tta=tta)
+    groups = [s.lesion_id for s in samples]
+    logits = _logits(loaded, samples, tta=tta)
     probs = F.softmax(logits / loaded.temperature, dim=1)
     report = classification_report(probs, labels)
     report.update(
-        balanced_accuracy_ci95=balanced_accuracy_interval(probs.argmax(dim=1), labels, [s.lesion_id for s in samples]),
+        balanced_accuracy_ci95=balanced_accuracy_interval(probs.argmax(dim=1), labels, groups),
         checkpoint=str(checkpoint),
         data=str(data),
         split=split,
@@ -46,7 +62,23 @@ def evaluate_checkpoint(*, data: Path, checkpoint: Path, split: str = "val", tta
         reliability=reliability(probs, labels),
         abstention=abstention_curve(probs, labels, ABSTENTION_THRESHOLDS),
     )
+    if baseline is not None:
+        other = load_checkpoint(baseline)
+        keys = ("val_fraction", "split_seed")
+        if split == "val" and any(other.meta["data"][k] != loaded.meta["data"][k] for k in keys):
+            raise SplitMismatch(f"{baseline} was validated on another split; compare checkpoints of the same split")
+        predicted = _logits(other, samples, tta=tta).argmax(dim=1)  # temperature does not change the argmax
+        report["baseline"] = {
+            "checkpoint": str(baseline),
+            "balanced_accuracy": balanced_accuracy(predicted, labels),
+            "difference_ci95": balanced_accuracy_difference_interval(probs.argmax(dim=1), predicted, labels, groups),
+        }
     return report
+
+
+def _logits(loaded, samples: list, *, tta: bool) -> torch.Tensor:
+    pixels = load_pixels(samples, config=loaded.preprocess)
+    return predict_logits(loaded.model, pixels, config=loaded.preprocess, tta=tta)
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -58,6 +90,17 @@ def format_report(report: dict[str, Any]) -> str:
         f"(95 % interval over lesions {low:.3f}–{high:.3f})   macro AUC {report['macro_auc']:.4f}",
         f"ECE {report['ece_uncalibrated']:.4f} before → {report['ece']:.4f} after temperature "
         f"{report['temperature']:.3f}",
+    ]
+    if "baseline" in report:
+        base = report["baseline"]
+        low, high = base["difference_ci95"]
+        verdict = "better" if low > 0 else "worse" if high < 0 else "no clear difference"
+        lines.append(
+            f"against {base['checkpoint']} (BMA {base['balanced_accuracy']:.4f}): difference "
+            f"{report['balanced_accuracy'] - base['balanced_accuracy']:+.4f}, paired 95 % interval "
+            f"{low:+.3f} to {high:+.3f} — {verdict}"
+        )
+    lines += [
         "",
         f"{'class':6} {'precision':>9} {'recall':>7} {'F1':>6} {'AUC':>6} {'support':>8}",
     ]
@@ -146,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="'val': the checkpoint's lesion-grouped validation split; 'all': every image (a test set)",
     )
     parser.add_argument("--tta", action="store_true", help="average over the eight flips and quarter turns")
+    parser.add_argument(
+        "--baseline", type=Path, help="also score this checkpoint on the same images; report the BMA difference"
+    )
     parser.add_argument("--out", type=Path, default=Path("reports"), help="folder for the JSON report and plots")
     parser.add_argument(
         "--record", action="store_true", help="also store the summary in the checkpoint (the web app shows it)"
@@ -154,8 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    report = evaluate_checkpoint(data=args.data, checkpoint=args.checkpoint, split=args.split, tta=args.tta)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        report = evaluate_checkpoint(
+            data=args.data, checkpoint=args.checkpoint, split=args.split, tta=args.tta, baseline=args.baseline
+        )
+    except SplitMismatch as error:
+        parser.error(str(error))
     print(format_report(report))
     stem = f"{args.checkpoint.stem}_{args.split}{'_tta' if args.tta else ''}"
     args.out.mkdir(parents=True, exist_ok=True)
@@ -163,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = save_plots(report, args.out, stem=stem)
     if args.record:
         key = ("validation" if args.split == "val" else "all") + ("_tta" if args.tta else "")
-        summary = {k: v for k, v in report.items() if k not in ("reliability", "checkpoint")}
+        summary = {k: v for k, v in report.items() if k not in ("reliability", "checkpoint", "baseline")}
         record_evaluation(args.checkpoint, key=key, report=summary)
     print(f"\nwrote {args.out / (stem + '.json')}, " + ", ".join(map(str, paths)), file=sys.stderr)
     return 0

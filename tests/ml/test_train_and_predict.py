@@ -119,3 +119,22 @@ def test_evaluate_cli_writes_report_plots_and_records_them(trained_checkpoint, e
         assert (tmp_path / "reports" / plot).read_bytes().startswith(b"\x89PNG")
     recorded = load_checkpoint(checkpoint).meta["metrics"]["evaluation"]["all_tta"]
     assert recorded["balanced_accuracy"] == report["balanced_accuracy"]
+
+
+def test_evaluate_cli_compares_with_a_baseline_on_the_same_images(trained_checkpoint, examples_dir, tmp_path, capsys):
+    args = ["--data", str(examples_dir), "--checkpoint", str(trained_checkpoint), "--split", "all"]
+    assert evaluate_main([*args, "--baseline", str(trained_checkpoint), "--out", str(tmp_path)]) == 0
+    assert "difference +0.0000, paired 95 % interval +0.000 to +0.000 — no clear difference" in capsys.readouterr().out
+    report = json.loads((tmp_path / f"{trained_checkpoint.stem}_all.json").read_text())
+    assert report["baseline"]["balanced_accuracy"] == report["balanced_accuracy"]
+
+
+def test_evaluate_cli_refuses_a_baseline_validated_on_another_split(trained_checkpoint, examples_dir, tmp_path, capsys):
+    raw = torch.load(trained_checkpoint, map_location="cpu", weights_only=True)
+    raw["data"]["split_seed"] += 1
+    other = tmp_path / "other.pt"
+    torch.save(raw, other)
+    args = ["--data", str(examples_dir), "--checkpoint", str(trained_checkpoint), "--baseline", str(other)]
+    with pytest.raises(SystemExit):
+        evaluate_main([*args, "--out", str(tmp_path)])
+    assert "validated on another split" in capsys.readouterr().err
