@@ -24,9 +24,10 @@ from ml.metrics import (  # noqa: E402
     balanced_accuracy_interval,
     classification_report,
 )
+from ml.model import fold_for_inference  # noqa: E402
+from ml.predict import predict_logits  # noqa: E402
 
 ABSTENTION_THRESHOLDS = [0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
-from ml.predict import predict_logits  # noqa: E402
 
 
 class SplitMismatch(ValueError):
@@ -78,7 +79,8 @@ def evaluate_checkpoint(
 
 def _logits(loaded, samples: list, *, tta: bool) -> torch.Tensor:
     pixels = load_pixels(samples, config=loaded.preprocess)
-    return predict_logits(loaded.model, pixels, config=loaded.preprocess, tta=tta)
+    model = fold_for_inference(loaded.model)  # what the web app runs
+    return predict_logits(model, pixels, config=loaded.preprocess, tta=tta)
 
 
 def format_report(report: dict[str, Any]) -> str:

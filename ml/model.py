@@ -1,5 +1,6 @@
 """SimpleBNConv: the small five-block CNN of the original DermAI demo (142,791 parameters)."""
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -60,6 +61,45 @@ class SimpleBNConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map a normalized N×3×224×224 batch to N×num_classes logits."""
         return self.classifier(self.features(x))
+
+
+class FoldedBlock(nn.Module):
+    """One trained block for inference: Conv3x3 → ReLU → BatchNorm → MaxPool, computed as
+    Conv3x3 with the BatchNorm scale folded in → MaxPool → ReLU → + the BatchNorm shift.
+
+    With every BatchNorm scale positive the two are the same function (scaling by s > 0 commutes
+    with ReLU; max-pooling commutes with ReLU and with adding a constant), up to float rounding.
+    BatchNorm disappears, and ReLU and the shift run on a quarter of the values.
+    """
+
+    def __init__(self, conv: nn.Conv2d, scale: torch.Tensor, shift: torch.Tensor) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(conv.in_channels, conv.out_channels, kernel_size=3, padding=1)
+        self.conv.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+        self.conv.bias.copy_(conv.bias * scale)
+        self.register_buffer("shift", shift.view(-1, 1, 1).clone())
+        self.pool = MaxPool2x2()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.conv(x)).clamp_min_(0).add_(self.shift)
+
+
+@torch.no_grad()
+def fold_for_inference(model: SimpleBNConv) -> nn.Module:
+    """A faster module with the logits of ``model`` in eval mode, to float rounding (~1e-6).
+
+    Returns ``model`` itself when a BatchNorm scale is not positive, where folding is not exact.
+    Training, Grad-CAM and anything else that needs the original layers use ``model``.
+    """
+    layers = list(model.features)
+    blocks = []
+    for conv, norm in zip(layers[0::4], layers[2::4]):
+        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+        if not (scale > 0).all():
+            return model
+        blocks.append(FoldedBlock(conv, scale, norm.bias - norm.running_mean * scale))
+    folded = nn.Sequential(*blocks, copy.deepcopy(model.classifier))
+    return folded.to(memory_format=torch.channels_last).eval()
 
 
 ARCHITECTURES = {"SimpleBNConv": SimpleBNConv}

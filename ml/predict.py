@@ -14,6 +14,7 @@ from ml.augment import dihedral
 from ml.checkpoint import load_checkpoint
 from ml.data import image_files
 from ml.guard import check_in_scope
+from ml.model import fold_for_inference
 from ml.preprocessing import ImageError, PreprocessConfig, decode, normalize, prepare, reduce_to_source
 
 
@@ -41,7 +42,8 @@ class Predictor:
 
     def __init__(self, checkpoint: Path) -> None:
         loaded = load_checkpoint(checkpoint)
-        self.model = loaded.model
+        self.model = loaded.model  # the trained layers, for Grad-CAM
+        self.inference_model = fold_for_inference(loaded.model)  # the same logits, faster
         self.config = loaded.preprocess
         self.temperature = loaded.temperature
         self.meta = loaded.meta
@@ -58,7 +60,7 @@ class Predictor:
 
     def probabilities(self, pixels: torch.Tensor, *, tta: bool = False) -> torch.Tensor:
         """N×7 calibrated probabilities for prepared pixels, in one batched forward pass."""
-        logits = predict_logits(self.model, pixels, config=self.config, tta=tta)
+        logits = predict_logits(self.inference_model, pixels, config=self.config, tta=tta)
         return F.softmax(logits / self.temperature, dim=1)
 
 

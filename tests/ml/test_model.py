@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from ml import CLASS_CODES
-from ml.model import MaxPool2x2, ModelConfig, SimpleBNConv
+from ml.model import MaxPool2x2, ModelConfig, SimpleBNConv, fold_for_inference
 
 
 def test_output_shape_and_no_nan():
@@ -34,3 +34,32 @@ def test_max_pool_matches_torch(shape):
     torch.testing.assert_close(MaxPool2x2()(x), torch.nn.functional.max_pool2d(x, 2), rtol=0, atol=0)
     channels_last = x.contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(MaxPool2x2()(channels_last), torch.nn.functional.max_pool2d(x, 2), rtol=0, atol=0)
+
+
+def _trained_like(seed: int) -> SimpleBNConv:
+    """A model with BatchNorm statistics and affine terms away from their initial values."""
+    torch.manual_seed(seed)
+    model = SimpleBNConv()
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.weight.data.uniform_(0.2, 2.0)
+            module.bias.data.normal_(0, 0.5)
+            module.running_mean.normal_(0, 0.5)
+            module.running_var.uniform_(0.1, 3.0)
+    return model.eval()
+
+
+def test_folded_model_gives_the_same_logits():
+    model = _trained_like(0)
+    folded = fold_for_inference(model)
+    assert folded is not model
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.randn(3, 3, 224, 224).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-4)
+
+
+def test_folding_is_refused_where_it_would_not_be_exact():
+    model = _trained_like(1)
+    model.features[2].weight.data[0] = -0.5  # a negative BatchNorm scale turns max-pooling into min-pooling
+    assert fold_for_inference(model) is model
