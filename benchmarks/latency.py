@@ -11,6 +11,7 @@ from PIL import Image
 from torchvision import transforms
 
 from benchmarks.common import lesion_jpeg, save, summary
+from dermai_site.memory import keep_freed_memory
 from ml import SHIPPED_CHECKPOINT
 from ml.guard import check_in_scope
 from ml.model import MaxPool2x2, SimpleBNConv
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=100)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # one gunicorn worker's share
+    keep_freed_memory()  # as in a gunicorn worker; both pipelines run in this process
     predictor = Predictor(SHIPPED_CHECKPOINT)
     ours = lambda data: predictor.probabilities(predictor.prepare(data, guard=True).unsqueeze(0))  # noqa: E731
     original = original_pipeline(original_model(predictor.model))

@@ -3,15 +3,32 @@ import tempfile
 
 import numpy as np
 import pytest
+from django.core.files import temp as django_temp
 from PIL import Image
 
 
 @pytest.fixture
 def temp_dir(settings, tmp_path, monkeypatch):
-    """An empty temporary directory that every temporary file would land in."""
+    """An empty temporary directory that every temporary file would land in.
+
+    A temporary file deletes itself when closed, which Django does before a test can look, so each
+    one created also leaves a marker file behind: the directory stays empty only if none was made.
+    """
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     settings.FILE_UPLOAD_TEMP_DIR = str(tmp_path)
+    for name in ("NamedTemporaryFile", "TemporaryFile", "mkstemp"):
+        monkeypatch.setattr(tempfile, name, _leaving_a_marker(getattr(tempfile, name), tmp_path))
+    # Django's upload files take NamedTemporaryFile from its own module, bound at import.
+    monkeypatch.setattr(django_temp, "NamedTemporaryFile", _leaving_a_marker(django_temp.NamedTemporaryFile, tmp_path))
     return tmp_path
+
+
+def _leaving_a_marker(create, directory):
+    def wrapper(*args, **kwargs):
+        (directory / f"created-by-{create.__name__}-{len(list(directory.iterdir()))}").touch()
+        return create(*args, **kwargs)
+
+    return wrapper
 
 
 def noise_png(megabytes: float) -> bytes:
