@@ -6,7 +6,9 @@ from http import HTTPStatus
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
+from rest_framework.throttling import AnonRateThrottle
 
 from classifier.forms import UploadForm
 from classifier.services import (
@@ -40,6 +42,12 @@ def render_too_large(request: HttpRequest) -> HttpResponse:
 def home(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return render_home(request)
+    throttle = AnonRateThrottle()  # the API's budget per client, shared with the form
+    if not throttle.allow_request(request, view=None):
+        form = UploadForm()
+        message = _("Too many images from your address; try again in %(s)d seconds.") % {"s": throttle.wait() or 1}
+        form.errors["image"] = form.error_class([message])
+        return render_home(request, form, status=HTTPStatus.TOO_MANY_REQUESTS)
     form = UploadForm(request.POST, request.FILES)
     if not form.is_valid():
         return render_home(request, form, status=HTTPStatus.BAD_REQUEST)

@@ -140,6 +140,9 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.AnonRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"anon": env.str("DERMAI_THROTTLE_ANON", default="120/minute")},
+    # Reverse proxies in front of gunicorn: 0 counts requests by the socket's address and ignores
+    # X-Forwarded-For (which any client can write); behind one proxy (nginx) set 1.
+    "NUM_PROXIES": env.int("DERMAI_NUM_PROXIES", default=0),
 }
 
 # The throttle counts requests in this cache, and the class texts are kept in it (see

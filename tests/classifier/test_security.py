@@ -8,6 +8,7 @@ import pytest
 from django.urls import reverse
 from rest_framework.throttling import AnonRateThrottle
 
+from tests.classifier.conftest import upload
 from tests.conftest import ROOT
 
 
@@ -48,3 +49,23 @@ def test_anonymous_api_clients_are_throttled(client, monkeypatch, example_image)
     assert response.status_code == HTTPStatus.TOO_MANY_REQUESTS
     assert response.json()["error"]["code"] == "throttled"
     assert "Retry-After" in response
+
+
+@pytest.mark.django_db
+def test_a_forged_forwarded_for_header_does_not_escape_the_throttle(client, monkeypatch):
+    monkeypatch.setattr(AnonRateThrottle, "THROTTLE_RATES", {"anon": "2/minute"})
+    statuses = [
+        client.get(reverse("api-classes"), HTTP_X_FORWARDED_FOR=f"203.0.113.{i}").status_code for i in range(3)
+    ]
+    assert statuses == [HTTPStatus.OK, HTTPStatus.OK, HTTPStatus.TOO_MANY_REQUESTS]
+
+
+@pytest.mark.django_db
+def test_the_upload_form_shares_the_api_budget(client, monkeypatch, example_image):
+    monkeypatch.setattr(AnonRateThrottle, "THROTTLE_RATES", {"anon": "2/minute"})
+    assert client.get(reverse("api-classes")).status_code == HTTPStatus.OK
+    assert client.post(reverse("home"), {"image": upload(example_image)}).status_code == HTTPStatus.OK
+    response = client.post(reverse("home"), {"image": upload(example_image)})
+    assert response.status_code == HTTPStatus.TOO_MANY_REQUESTS
+    assert "Too many images from your address; try again in" in response.content.decode()
+    assert 'type="file"' in response.content.decode()
