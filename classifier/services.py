@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from django.conf import settings
 from django.core.cache import cache
+from django.db import transaction
 from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 from PIL import Image
@@ -185,8 +186,12 @@ def class_contents_get() -> dict[str, ClassContent]:
 
 
 def class_contents_forget(**kwargs: Any) -> None:
-    """Drop the cached class texts (connected to saves and deletes of the content models)."""
-    cache.delete_many([CLASS_CONTENTS_KEY.format(language=code) for code, _name in settings.LANGUAGES])
+    """Drop the cached class texts once a save or delete of the content models is committed.
+
+    Not at once: a request between the save and the commit would cache the old text again.
+    """
+    keys = [CLASS_CONTENTS_KEY.format(language=code) for code, _name in settings.LANGUAGES]
+    transaction.on_commit(lambda: cache.delete_many(keys))
 
 
 def _class_contents_query(language: str) -> dict[str, ClassContent]:

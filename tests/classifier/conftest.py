@@ -6,6 +6,8 @@ import pytest
 from django.core.files import temp as django_temp
 from PIL import Image
 
+from classifier.models import LesionClass
+
 
 @pytest.fixture
 def temp_dir(settings, tmp_path, monkeypatch):
@@ -44,3 +46,27 @@ def upload(data: bytes, name: str = "lesion.jpg"):
     file = io.BytesIO(data)
     file.name = name
     return file
+
+
+def change_form_data(obj: LesionClass, **changes: str) -> dict[str, str]:
+    """What the admin's change form posts for ``obj``, its translations inline, with ``changes``."""
+    data = {
+        "code": obj.code,
+        "name": obj.name,
+        "category": obj.category,
+        "description": obj.description,
+        "reference_url": obj.reference_url,
+        "display_order": str(obj.display_order),
+    }
+    translations = list(obj.translations.order_by("pk"))
+    data |= {"translations-TOTAL_FORMS": str(len(translations)), "translations-INITIAL_FORMS": str(len(translations))}
+    for index, translation_row in enumerate(translations):
+        prefix = f"translations-{index}-"
+        data |= {
+            prefix + "id": str(translation_row.pk),
+            prefix + "lesion_class": str(obj.pk),
+            prefix + "language": translation_row.language,
+            prefix + "name": translation_row.name,
+            prefix + "description": translation_row.description,
+        }
+    return data | changes

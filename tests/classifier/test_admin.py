@@ -6,6 +6,7 @@ from django.utils import translation
 
 from classifier.models import LesionClass, LesionClassTranslation
 from classifier.services import class_contents_get
+from tests.classifier.conftest import change_form_data
 
 pytestmark = pytest.mark.django_db
 
@@ -19,27 +20,19 @@ def test_changelist_lists_search_and_filter(admin_client):
     assert admin_client.get(url, {"category__exact": "malignant"}).context["cl"].result_count == 2
 
 
-def test_superuser_edits_a_description(admin_client):
+def test_superuser_edits_a_description(admin_client, django_capture_on_commit_callbacks):
     obj = LesionClass.objects.get(code="VASC")
     url = reverse("admin:classifier_lesionclass_change", args=[obj.pk])
     assert admin_client.get(url).status_code == HTTPStatus.OK
     assert "New text." not in admin_client.get("/api/v1/classes/").content.decode()  # now cached
-    data = {
-        "translations-TOTAL_FORMS": "0",
-        "translations-INITIAL_FORMS": "0",
-        "code": "VASC",
-        "name": obj.name,
-        "category": obj.category,
-        "description": "New text.",
-        "reference_url": obj.reference_url,
-        "display_order": obj.display_order,
-    }
-    response = admin_client.post(url, data)
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = admin_client.post(url, change_form_data(obj, description="New text."))
     assert response.status_code == HTTPStatus.FOUND
+    assert callbacks  # the cache is cleared when the change is committed, not before
     obj.refresh_from_db()
     assert obj.description == "New text."
     classes = {c["code"]: c for c in admin_client.get("/api/v1/classes/").json()["classes"]}
-    assert classes["VASC"]["description"] == "New text."  # the save cleared the cache
+    assert classes["VASC"]["description"] == "New text."
 
 
 def test_class_texts_are_read_once_then_cached(django_assert_num_queries):

@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from classifier.models import LesionClass, LesionClassTranslation
-from tests.classifier.conftest import upload
+from tests.classifier.conftest import change_form_data, upload
 
 pytestmark = pytest.mark.django_db
 
@@ -53,12 +53,15 @@ def test_api_honours_accept_language(client, example_image):
     assert error["error"]["code"] == "missing_file"  # the code never changes with the language
 
 
-def test_translations_are_edited_in_the_admin(admin_client, client):
+def test_translations_are_edited_in_the_admin(admin_client, client, django_capture_on_commit_callbacks):
     obj = LesionClass.objects.get(code="DF")
     url = reverse("admin:classifier_lesionclass_change", args=[obj.pk])
     page = admin_client.get(url).content.decode()
     assert "Dermatofibroma" in page and "translations-TOTAL_FORMS" in page
-    LesionClassTranslation.objects.filter(lesion_class=obj, language="es").update(description="Texto revisado.")
+    assert client.get(reverse("api-classes"), HTTP_ACCEPT_LANGUAGE="es").status_code == HTTPStatus.OK  # cached
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(url, change_form_data(obj, **{"translations-0-description": "Texto revisado."}))
+    assert response.status_code == HTTPStatus.FOUND
     body = client.get(reverse("api-classes"), HTTP_ACCEPT_LANGUAGE="es").json()
     assert body["classes"][5]["description"] == "Texto revisado."
 

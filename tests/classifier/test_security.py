@@ -54,9 +54,7 @@ def test_anonymous_api_clients_are_throttled(client, monkeypatch, example_image)
 @pytest.mark.django_db
 def test_a_forged_forwarded_for_header_does_not_escape_the_throttle(client, monkeypatch):
     monkeypatch.setattr(AnonRateThrottle, "THROTTLE_RATES", {"anon": "2/minute"})
-    statuses = [
-        client.get(reverse("api-classes"), HTTP_X_FORWARDED_FOR=f"203.0.113.{i}").status_code for i in range(3)
-    ]
+    statuses = [client.get(reverse("api-classes"), HTTP_X_FORWARDED_FOR=f"203.0.113.{i}").status_code for i in range(3)]
     assert statuses == [HTTPStatus.OK, HTTPStatus.OK, HTTPStatus.TOO_MANY_REQUESTS]
 
 
