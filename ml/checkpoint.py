@@ -1,6 +1,7 @@
 """Checkpoints as plain dicts that load with ``torch.load(..., weights_only=True)``."""
 
 import dataclasses
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,15 @@ def load_checkpoint(path: Path) -> LoadedModel:
     version = checkpoint.get("format_version") if isinstance(checkpoint, dict) else None
     if version != FORMAT_VERSION:
         raise CheckpointError(f"unsupported checkpoint format {version!r} in {str(path)!r}; expected {FORMAT_VERSION}")
+    try:
+        return _rebuild(checkpoint)
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:  # missing keys, bad config, wrong shapes
+        raise CheckpointError(f"{str(path)!r} does not describe a usable model: {error!r}") from None
+
+
+def _rebuild(checkpoint: dict[str, Any]) -> LoadedModel:
     arch = checkpoint["arch"]
     if arch not in ARCHITECTURES:
         raise CheckpointError(f"unknown architecture {arch!r}; expected one of {sorted(ARCHITECTURES)}")
@@ -98,11 +108,18 @@ def load_checkpoint(path: Path) -> LoadedModel:
         **{k: tuple(v) if isinstance(v, list) else v for k, v in checkpoint["preprocessing"].items()}
     )
     meta = {k: v for k, v in checkpoint.items() if k != "state_dict"}
-    return LoadedModel(model=model, preprocess=preprocess, temperature=checkpoint["temperature"], meta=meta)
+    return LoadedModel(model=model, preprocess=preprocess, temperature=float(checkpoint["temperature"]), meta=meta)
 
 
 def record_evaluation(path: Path, *, key: str, report: dict[str, Any]) -> None:
-    """Store an evaluation summary under ``metrics["evaluation"][key]`` of an existing checkpoint."""
-    checkpoint = torch.load(Path(path), map_location="cpu", weights_only=True)
+    """Store an evaluation summary under ``metrics["evaluation"][key]`` of an existing checkpoint.
+
+    Written to a temporary file beside it and moved into place: a server loading the checkpoint
+    never reads half a file.
+    """
+    path = Path(path)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     checkpoint["metrics"].setdefault("evaluation", {})[key] = report
-    torch.save(checkpoint, path)
+    partial = path.with_name(path.name + ".partial")
+    torch.save(checkpoint, partial)
+    os.replace(partial, path)

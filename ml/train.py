@@ -46,6 +46,16 @@ class TrainConfig:
     compile: bool = False
 
 
+def rank_share(order: torch.Tensor, *, rank: int, world_size: int) -> torch.Tensor:
+    """This rank's part of the epoch's draws, which every rank draws alike.
+
+    The parts are equal (the remainder is dropped): every rank runs the same number of steps, or
+    DistributedDataParallel would wait forever for one rank's extra gradients.
+    """
+    share = len(order) // world_size
+    return order[rank * share : (rank + 1) * share]
+
+
 def learning_rate(step: int, *, total_steps: int, warmup_steps: int, base_lr: float) -> float:
     """Linear warm-up, then cosine decay to zero."""
     if step < warmup_steps:
@@ -76,7 +86,7 @@ def train_one_epoch(
     device = class_weights.device
     generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)
     order = torch.multinomial(sample_weights, len(pixels), replacement=True, generator=generator)
-    order = order[rank::world_size]  # every rank draws the same order and keeps its own share
+    order = rank_share(order, rank=rank, world_size=world_size)
     batches = order.split(config.batch_size)
     warmup_steps = config.warmup_epochs * len(batches)
     total_loss = 0.0
@@ -214,7 +224,7 @@ def train(
         "world_size": world_size,
         "device": device.type,
     }
-    total_steps = config.epochs * math.ceil(len(train_samples) / world_size / config.batch_size)
+    total_steps = config.epochs * math.ceil(len(train_samples) // world_size / config.batch_size)
     for epoch in range(start_epoch, config.epochs):
         started = time.monotonic()
         loss, step = train_one_epoch(

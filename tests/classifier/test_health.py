@@ -1,5 +1,7 @@
 from http import HTTPStatus
 
+import torch
+
 
 def test_liveness(client):
     response = client.get("/healthz")
@@ -15,3 +17,10 @@ def test_not_ready_without_a_model(client, settings, tmp_path):
     settings.DERMAI_CHECKPOINT = tmp_path / "missing.pt"
     response = client.get("/readyz")
     assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
+
+
+def test_not_ready_with_a_damaged_model(client, settings, tmp_path):
+    settings.DERMAI_CHECKPOINT = tmp_path / "damaged.pt"
+    torch.save({"format_version": 1, "arch": "SimpleBNConv"}, settings.DERMAI_CHECKPOINT)
+    assert client.get("/readyz").status_code == HTTPStatus.SERVICE_UNAVAILABLE
+    assert client.get("/about/").status_code == HTTPStatus.OK

@@ -12,7 +12,7 @@ from ml.checkpoint import CheckpointError, load_checkpoint
 from ml.evaluate import main as evaluate_main
 from ml.predict import Predictor
 from ml.predict import main as predict_main
-from ml.train import TrainConfig, train
+from ml.train import TrainConfig, rank_share, train
 from tests.conftest import EXAMPLES
 
 
@@ -60,12 +60,25 @@ def test_init_starts_from_the_given_weights(trained_checkpoint, examples_dir, tm
             torch.testing.assert_close(value, start[name], msg=name)
 
 
-def test_checkpoint_predicts_probabilities(trained_checkpoint, example_image):
+@pytest.mark.parametrize("world_size", [1, 2, 3, 8])
+def test_ranks_get_equal_disjoint_shares_of_an_epoch(world_size):
+    order = torch.randperm(129)  # 129 draws: an uneven split would give one rank an extra step
+    shares = [rank_share(order, rank=rank, world_size=world_size) for rank in range(world_size)]
+    assert len({len(share) for share in shares}) == 1
+    assert len(set(torch.cat(shares).tolist())) == sum(len(share) for share in shares) > 129 - world_size
+
+
+def test_checkpoint_predicts_probabilities_and_tta_ignores_flips_and_turns(trained_checkpoint, example_image):
     predictor = Predictor(trained_checkpoint)
-    probs = predictor.probabilities(torch.stack([predictor.prepare(example_image)] * 2), tta=True)
-    assert probs.shape == (2, 7)
-    assert torch.allclose(probs.sum(dim=1), torch.ones(2))
-    assert torch.allclose(probs[0], probs[1])
+    pixels = predictor.prepare(example_image)
+    views = torch.stack([pixels, pixels.flip(-1), pixels.rot90(1, dims=(-2, -1))])
+    plain = predictor.probabilities(views)
+    assert plain.shape == (3, 7)
+    assert torch.allclose(plain.sum(dim=1), torch.ones(3))
+    assert not torch.allclose(plain[0], plain[1], atol=1e-4)  # one view alone depends on the orientation
+    averaged = predictor.probabilities(views, tta=True)
+    torch.testing.assert_close(averaged[1], averaged[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(averaged[2], averaged[0], atol=1e-5, rtol=0)
 
 
 def test_predict_cli_writes_the_isic_csv_and_skips_bad_files(trained_checkpoint, examples_dir, tmp_path, capsys):
@@ -101,6 +114,24 @@ def test_unknown_architecture_is_refused(trained_checkpoint, tmp_path):
     path = tmp_path / "other.pt"
     torch.save(raw, path)
     with pytest.raises(CheckpointError, match="unknown architecture 'ResNet9000'"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda raw: raw.pop("temperature"),
+        lambda raw: raw["model_config"].update(depth=3),
+        lambda raw: raw["state_dict"].update({"classifier.2.weight": torch.zeros(3, 3)}),
+    ],
+    ids=["missing key", "unknown config field", "wrong weight shape"],
+)
+def test_a_damaged_checkpoint_raises_checkpoint_error(trained_checkpoint, tmp_path, damage):
+    raw = torch.load(trained_checkpoint, map_location="cpu", weights_only=True)
+    damage(raw)
+    path = tmp_path / "damaged.pt"
+    torch.save(raw, path)
+    with pytest.raises(CheckpointError, match="does not describe a usable model"):
         load_checkpoint(path)
 
 
