@@ -2,6 +2,7 @@
 
 from http import HTTPStatus
 
+from django.core.exceptions import TooManyFilesSent
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions
@@ -60,6 +61,8 @@ def error_response(code: str, message: str, status: int) -> Response:
 
 def exception_handler(exc, context):
     """Every API error as ``{"error": {"code", "message"}, "disclaimer"}`` with a 4xx status."""
+    if isinstance(exc, TooManyFilesSent):  # past DATA_UPLOAD_MAX_NUMBER_FILES, while parsing the body
+        exc = PredictionError("too_many_files")
     if isinstance(exc, PredictionError):
         return error_response(exc.code, exc.message, STATUS_BY_CODE.get(exc.code, HTTPStatus.BAD_REQUEST))
     if isinstance(exc, exceptions.ValidationError) and isinstance(exc.detail, dict):

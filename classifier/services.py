@@ -300,8 +300,13 @@ def batch_csv(items: list[BatchItem]) -> str:
     for item in items:
         if item.result is not None:
             probs = [f"{p.probability:.6f}" for p in item.result.probabilities]
-            writer.writerow([Path(item.name).stem, *probs, item.result.prediction.code])
+            writer.writerow([_as_text_cell(Path(item.name).stem), *probs, item.result.prediction.code])
     return buffer.getvalue()
+
+
+def _as_text_cell(value: str) -> str:
+    """A file name that spreadsheets show as text: one starting with = + - @ would run as a formula."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 def _png(pixels: torch.Tensor, *, size: int | None = None) -> bytes:

@@ -171,6 +171,13 @@ def test_batch_errors(client, example_image):
     _error(client.post(reverse("api-batch"), {"images": files}), HTTPStatus.BAD_REQUEST, "too_many_files")
 
 
+@pytest.mark.parametrize("url", [reverse("api-batch"), reverse("api-predictions")])
+def test_more_files_than_django_parses_get_the_json_error(client, url, settings):
+    files = [upload(b"x", f"{i}.jpg") for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FILES + 1)]
+    field = "images" if url == reverse("api-batch") else "image"
+    _error(client.post(url, {field: files}), HTTPStatus.BAD_REQUEST, "too_many_files")
+
+
 @pytest.mark.parametrize("kind", ["document", "flat", "gradient", "checkerboard", "screenshot"])
 def test_non_lesion_images_are_out_of_scope(client, kind):
     data = next(d for k, d in non_lesion_images(per_kind=1, seed=3) if k == kind)

@@ -119,6 +119,14 @@ def test_several_images_give_a_batch_table_with_a_csv_and_per_file_errors(client
     assert "no-store" in response["Cache-Control"]
 
 
+def test_the_batch_csv_keeps_file_names_from_running_as_formulas(client, example_image):
+    files = [upload(example_image, "=SUM(1,2).jpg"), upload(example_image, "lesion.jpg")]
+    response = client.post(reverse("home"), {"image": files})
+    csv_text = base64.b64decode(response.context["csv_data_uri"].split(",", 1)[1]).decode()
+    rows = list(csv.reader(io.StringIO(csv_text)))
+    assert [r[0] for r in rows[1:]] == ["'=SUM(1,2)", "lesion"]
+
+
 def test_more_than_twenty_images_is_a_form_error(client, example_image):
     files = [upload(example_image, f"{i}.jpg") for i in range(21)]
     response = client.post(reverse("home"), {"image": files})
