@@ -16,12 +16,16 @@ METADATA_CSV = "HAM10000_metadata.csv"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
 
+class DataError(ValueError):
+    """A data folder that cannot be used as asked, with what to do about it."""
+
+
 @dataclass(frozen=True)
 class Sample:
-    """One labelled image; ``lesion_id`` groups the images of the same lesion."""
+    """One labelled image; ``lesion_id`` groups the images of the same lesion (None when unknown)."""
 
     image_id: str
-    lesion_id: str
+    lesion_id: str | None
     label: int
     path: Path
 
@@ -43,8 +47,7 @@ def read_samples(root: Path) -> list[Sample]:
     if missing:
         raise FileNotFoundError(f"{len(missing)} labelled images are missing under {str(root)!r}, e.g. {missing[0]!r}")
     return [
-        Sample(image_id, lesions.get(image_id, image_id), label, paths[image_id])
-        for image_id, label in sorted(labels.items())
+        Sample(image_id, lesions.get(image_id), label, paths[image_id]) for image_id, label in sorted(labels.items())
     ]
 
 
@@ -86,6 +89,13 @@ def split_by_lesion(
     """
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    ungrouped = [s.image_id for s in samples if s.lesion_id is None]
+    if ungrouped:
+        # Split by image instead, and the images of one lesion would land on both sides.
+        raise DataError(
+            f"{len(ungrouped)} images have no lesion_id (e.g. {ungrouped[0]!r}): put {METADATA_CSV} or the ISIC "
+            "*LesionGroupings.csv in the data folder, so that no lesion is on both sides of the split"
+        )
     lesions_by_class: dict[int, set[str]] = defaultdict(set)
     for sample in samples:
         lesions_by_class[sample.label].add(sample.lesion_id)

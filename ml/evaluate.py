@@ -16,7 +16,7 @@ import torch.nn.functional as F  # noqa: E402
 from ml import CLASS_CODES, SHIPPED_CHECKPOINT  # noqa: E402
 from ml.calibration import expected_calibration_error, reliability  # noqa: E402
 from ml.checkpoint import load_checkpoint, record_evaluation  # noqa: E402
-from ml.data import load_pixels, read_samples, split_by_lesion  # noqa: E402
+from ml.data import DataError, load_pixels, read_samples, split_by_lesion  # noqa: E402
 from ml.metrics import (  # noqa: E402
     abstention_curve,
     balanced_accuracy,
@@ -48,7 +48,7 @@ def evaluate_checkpoint(
         summary = loaded.meta["data"]
         _, samples = split_by_lesion(samples, val_fraction=summary["val_fraction"], seed=summary["split_seed"])
     labels = torch.tensor([s.label for s in samples])
-    groups = [s.lesion_id for s in samples]
+    groups = [s.lesion_id or s.image_id for s in samples]  # without lesion groups, each image its own
     logits = _logits(loaded, samples, tta=tta)
     probs = F.softmax(logits / loaded.temperature, dim=1)
     report = classification_report(probs, labels)
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         report = evaluate_checkpoint(
             data=args.data, checkpoint=args.checkpoint, split=args.split, tta=args.tta, baseline=args.baseline
         )
-    except SplitMismatch as error:
+    except (FileNotFoundError, DataError, SplitMismatch) as error:
         parser.error(str(error))
     print(format_report(report))
     stem = f"{args.checkpoint.stem}_{args.split}{'_tta' if args.tta else ''}"

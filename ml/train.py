@@ -20,7 +20,7 @@ from ml import CLASS_CODES
 from ml.augment import augment
 from ml.calibration import expected_calibration_error, fit_temperature
 from ml.checkpoint import load_checkpoint, save_checkpoint
-from ml.data import class_counts, load_pixels, read_samples, split_by_lesion
+from ml.data import DataError, class_counts, load_pixels, read_samples, split_by_lesion
 from ml.metrics import balanced_accuracy
 from ml.model import ModelConfig, SimpleBNConv
 from ml.predict import predict_logits
@@ -335,9 +335,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = vars(build_parser().parse_args(argv))
+    parser = build_parser()
+    args = vars(parser.parse_args(argv))
     data, out, resume, init = args.pop("data"), args.pop("out"), args.pop("resume"), args.pop("init")
-    train(data=data, out=out, config=TrainConfig(**args), resume=resume, init=init)
+    try:
+        train(data=data, out=out, config=TrainConfig(**args), resume=resume, init=init)
+    except (FileNotFoundError, DataError) as error:
+        parser.error(str(error))
     return 0
 
 

@@ -4,7 +4,7 @@ import shutil
 import pytest
 
 from ml import CLASS_CODES
-from ml.data import Sample, class_counts, read_samples, split_by_lesion
+from ml.data import DataError, Sample, class_counts, read_samples, split_by_lesion
 
 
 def _samples(n_lesions: int = 300) -> list[Sample]:
@@ -64,6 +64,13 @@ def test_reads_the_isic_2018_ground_truth_layout(examples_dir, tmp_path):
             writer.writerow([s.image_id, *("1.0" if i == s.label else "0.0" for i in range(7))])
     samples = read_samples(tmp_path)
     assert [(s.image_id, s.label) for s in samples] == [(s.image_id, s.label) for s in reference]
+    with pytest.raises(DataError, match="14 images have no lesion_id"):
+        split_by_lesion(samples)  # by image, one lesion's images could land on both sides
+    with open(tmp_path / "ISIC2018_Task3_Training_LesionGroupings.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image", "lesion_id"])
+        writer.writerows([s.image_id, s.lesion_id] for s in reference)
+    assert [s.lesion_id for s in read_samples(tmp_path)] == [s.lesion_id for s in reference]
 
 
 def test_missing_images_are_reported(examples_dir, tmp_path):
