@@ -119,11 +119,12 @@ def format_report(report: dict[str, Any]) -> str:
     lines += [
         "",
         "abstention: answer only when the top calibrated probability ≥ threshold",
-        "threshold coverage accuracy   BMA",
+        "threshold coverage accuracy   BMA  classes answered",
     ]
     for row in report["abstention"]:
         lines.append(
             f"{row['threshold']:9.2f} {row['coverage']:8.3f} {row['accuracy']:8.3f} {row['balanced_accuracy']:6.3f}"
+            f" {row['classes']:8d}"
         )
     return "\n".join(lines)
 

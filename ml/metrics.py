@@ -102,7 +102,9 @@ def classification_report(probs: torch.Tensor, labels: torch.Tensor) -> dict[str
 def abstention_curve(probs: torch.Tensor, labels: torch.Tensor, thresholds: list[float]) -> list[dict[str, float]]:
     """Coverage and the scores of the answered cases when answers below each threshold are withheld.
 
-    A case is answered when its top calibrated probability is at least the threshold.
+    A case is answered when its top calibrated probability is at least the threshold. The BMA of
+    the answered cases averages over the classes that still have answered cases (``classes``):
+    at high thresholds a rare class can drop out and no longer count.
     """
     confidence, predicted = probs.max(dim=1)
     rows = []
@@ -116,6 +118,7 @@ def abstention_curve(probs: torch.Tensor, labels: torch.Tensor, thresholds: list
                 "balanced_accuracy": balanced_accuracy(predicted[answered], labels[answered])
                 if answered.any()
                 else 0.0,
+                "classes": int(labels[answered].unique().numel()),
             }
         )
     return rows
