@@ -138,8 +138,3 @@ def normalize(pixels: torch.Tensor, *, config: PreprocessConfig = PreprocessConf
     std = torch.tensor(config.std, device=pixels.device).view(3, 1, 1) * 255
     mean = torch.tensor(config.mean, device=pixels.device).view(3, 1, 1) * 255
     return torch.addcmul(-mean / std, pixels.float(), 1 / std)  # (x - mean) / std in one pass
-
-
-def preprocess(data: bytes, *, config: PreprocessConfig = PreprocessConfig()) -> torch.Tensor:
-    """Image bytes → normalized 1×3×size×size float tensor, exactly as in training and evaluation."""
-    return normalize(prepare(decode(data, config=config), config=config), config=config).unsqueeze(0)

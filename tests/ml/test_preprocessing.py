@@ -11,14 +11,19 @@ from ml.preprocessing import (
     PreprocessConfig,
     decode,
     open_image,
+    normalize,
     prepare,
-    preprocess,
     reduce_to_source,
     resize,
     shades_of_gray,
     to_pixels,
 )
 from tests.conftest import image_bytes
+
+
+def preprocess(data: bytes) -> torch.Tensor:
+    """Image bytes → the model's 1×3×224×224 input, the steps training and the web app both run."""
+    return normalize(prepare(decode(data))).unsqueeze(0)
 
 
 @pytest.mark.parametrize(
