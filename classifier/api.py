@@ -4,7 +4,7 @@ from http import HTTPStatus
 
 from django.core.exceptions import TooManyFilesSent
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
@@ -20,6 +20,7 @@ from classifier.serializers import (
     LesionClassListSerializer,
     LesionClassSerializer,
     PredictionInputSerializer,
+    PredictionQuerySerializer,
     PredictionSerializer,
 )
 from classifier.services import (
@@ -43,7 +44,9 @@ STATUS_BY_CODE = {
     "too_many_pixels": HTTPStatus.UNPROCESSABLE_ENTITY,
     "out_of_scope": HTTPStatus.UNPROCESSABLE_ENTITY,
 }
-# DRF's own validation codes for a file field, as API error codes.
+# DRF's own validation codes for the file fields, as API error codes; any other field's error is
+# an invalid_parameter.
+FILE_FIELDS = ("image", "images")
 VALIDATION_CODES = {
     "required": "missing_file",
     "invalid": "missing_file",
@@ -68,7 +71,7 @@ def exception_handler(exc, context):
     if isinstance(exc, exceptions.ValidationError) and isinstance(exc.detail, dict):
         field, errors = next(iter(exc.detail.items()))
         first = errors[0] if isinstance(errors, list) else next(iter(errors.values()))[0]
-        code = VALIDATION_CODES.get(first.code, first.code)
+        code = VALIDATION_CODES.get(first.code, first.code) if field in FILE_FIELDS else "invalid_parameter"
         return error_response(code, f"{field}: {first}", STATUS_BY_CODE.get(code, HTTPStatus.BAD_REQUEST))
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, exceptions.APIException):
@@ -81,7 +84,7 @@ class PredictionCreateView(APIView):
 
     @extend_schema(
         request={"multipart/form-data": PredictionInputSerializer},
-        parameters=[OpenApiParameter("explain", OpenApiTypes.BOOL, description="add a Grad-CAM overlay (PNG)")],
+        parameters=[PredictionQuerySerializer],
         responses={200: PredictionSerializer, **ERRORS},
         summary="Classify one dermatoscopic image",
     )
@@ -90,9 +93,10 @@ class PredictionCreateView(APIView):
             raise PredictionError("too_many_files")
         serializer = PredictionInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        explain = request.query_params.get("explain", "").lower() in ("1", "true", "yes")
+        query = PredictionQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
         upload = ImageUpload.from_file(serializer.validated_data["image"])
-        result = prediction_create(image=upload, explain=explain)
+        result = prediction_create(image=upload, explain=query.validated_data["explain"])
         return Response(PredictionSerializer(result).data, headers=NO_STORE)
 
 
@@ -102,13 +106,12 @@ class BatchPredictionCreateView(APIView):
     @extend_schema(
         request={"multipart/form-data": BatchInputSerializer},
         responses={200: BatchSerializer, **ERRORS},
-        summary="Classify up to 20 images in one batched pass; a bad file becomes a per-item error",
+        summary="Classify several images in one batched pass; a bad file becomes a per-item error",
     )
     def post(self, request: Request) -> Response:
-        files = request.FILES.getlist("images")
-        if not files:
-            raise PredictionError("missing_file")
-        items = predictions_create(images=[ImageUpload.from_file(f) for f in files])
+        serializer = BatchInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        items = predictions_create(images=[ImageUpload.from_file(f) for f in serializer.validated_data["images"]])
         info = model_info_get()
         body = {
             "model": {"name": info.name, "version": info.version, "sha256": info.sha256},

@@ -15,9 +15,15 @@ class PredictionInputSerializer(serializers.Serializer):
     image = serializers.FileField(help_text=_("A dermatoscopic photo: JPEG, PNG or WebP."))
 
 
+class PredictionQuerySerializer(serializers.Serializer):
+    explain = serializers.BooleanField(default=False, help_text=_("Add a Grad-CAM overlay (PNG)."))
+
+
 class BatchInputSerializer(serializers.Serializer):
     images = serializers.ListField(
-        child=serializers.FileField(), help_text=_("Up to 20 photos; repeat the field once per file.")
+        child=serializers.FileField(),
+        allow_empty=False,
+        help_text=_("Up to DERMAI_MAX_BATCH_FILES photos (20 by default); repeat the field once per file."),
     )
 
 

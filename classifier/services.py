@@ -26,7 +26,7 @@ from ml import CLASS_CODES
 from ml.checkpoint import CheckpointError
 from ml.explain import grad_cam, overlay
 from ml.predict import Predictor
-from ml.preprocessing import ImageError, normalize
+from ml.preprocessing import MAX_PIXELS, ImageError, normalize
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ ERROR_MESSAGES = {
     "invalid_image": _("The image data is empty, corrupt or truncated."),
     "unsupported_format": _("Unsupported file type: send a JPEG, PNG or WebP image."),
     "too_large": _("The image is larger than the %(mb)s MB limit."),
-    "too_many_pixels": _("The image has more than 50 megapixels; send a smaller photo."),
+    "too_many_pixels": _("The image has more than %(megapixels)s megapixels; send a smaller photo."),
     "out_of_scope": _(
         "This does not look like a dermatoscopic photo of a skin lesion (a document, screenshot, "
         "flat or tiny image?). DermAI only classifies dermatoscopic images."
@@ -56,7 +56,11 @@ class PredictionError(Exception):
     """An upload that cannot be classified, with a stable ``code`` and a human ``message``."""
 
     def __init__(self, code: str) -> None:
-        limits = {"n": settings.DERMAI_MAX_BATCH_FILES, "mb": f"{settings.DERMAI_MAX_UPLOAD_MB:g}"}
+        limits = {
+            "n": settings.DERMAI_MAX_BATCH_FILES,
+            "mb": f"{settings.DERMAI_MAX_UPLOAD_MB:g}",
+            "megapixels": MAX_PIXELS // 1_000_000,
+        }
         self.code = code
         self.message = str(ERROR_MESSAGES[code]) % limits
         super().__init__(self.message)

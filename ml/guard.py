@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ml.preprocessing import ImageError, PreprocessConfig, decode, reduce_to_source
+from ml.preprocessing import ImageError, decode, reduce_to_source
 
 
 @dataclass(frozen=True)
@@ -29,9 +29,10 @@ class GuardConfig:
     min_colourfulness: float = 4.0  # Hasler–Süsstrunk colourfulness (greyscale scans and text)
 
 
-def image_statistics(pixels: torch.Tensor, *, config: PreprocessConfig = PreprocessConfig()) -> dict[str, float]:
-    """The statistics the guard decides on (3×H×W uint8 pixels), at the training resolution."""
-    rgb = reduce_to_source(pixels, config=config).permute(1, 2, 0).numpy()
+def image_statistics(pixels: torch.Tensor) -> dict[str, float]:
+    """The statistics the guard decides on (3×H×W uint8 pixels), at the 150-px resolution of
+    HAM10000 that its thresholds were set at."""
+    rgb = reduce_to_source(pixels).permute(1, 2, 0).numpy()
     values = rgb.astype(np.float32)
     grey = values @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     laplacian = np.abs(4 * grey[1:-1, 1:-1] - grey[:-2, 1:-1] - grey[2:, 1:-1] - grey[1:-1, :-2] - grey[1:-1, 2:])

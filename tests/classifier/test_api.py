@@ -135,6 +135,14 @@ def test_explain_returns_a_grad_cam_png(client, example_image):
     assert Image.open(io.BytesIO(png)).size == (224, 224)
 
 
+def test_explain_takes_a_boolean(client, example_image):
+    response = client.post(reverse("api-predictions") + "?explain=false", {"image": upload(example_image)})
+    assert response.json()["explanation"] is None
+    bad = client.post(reverse("api-predictions") + "?explain=maybe", {"image": upload(example_image)})
+    _error(bad, HTTPStatus.BAD_REQUEST, "invalid_parameter")
+    assert "explain" in bad.json()["error"]["message"]
+
+
 def test_batch_returns_per_item_results_and_errors(client, examples_dir):
     good = sorted((examples_dir / "images").iterdir())[:4]
     files = [upload(p.read_bytes(), p.name) for p in good[:2]]
