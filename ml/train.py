@@ -42,7 +42,8 @@ class TrainConfig:
     balance_power: float = 0.5
     ema_decay: float = 0.999
     val_fraction: float = 0.2
-    seed: int = 0
+    split_seed: int = 0  # which lesions are held out; keep it to compare models on the same images
+    seed: int = 0  # sampling, augmentation and initialisation
     compile: bool = False
 
 
@@ -167,7 +168,7 @@ def train(
     rank, world_size, device = _setup_distributed()
     torch.manual_seed(config.seed)
     samples = read_samples(data)
-    train_samples, val_samples = split_by_lesion(samples, val_fraction=config.val_fraction, seed=config.seed)
+    train_samples, val_samples = split_by_lesion(samples, val_fraction=config.val_fraction, seed=config.split_seed)
     counts = class_counts(train_samples)
     if min(counts) == 0:
         raise ValueError(f"every class needs training images; counts per class {dict(zip(CLASS_CODES, counts))}")
@@ -214,7 +215,7 @@ def train(
         "lesions": len({s.lesion_id for s in samples}),
         "split": "by lesion_id, stratified by class",
         "val_fraction": config.val_fraction,
-        "split_seed": config.seed,
+        "split_seed": config.split_seed,
         "train_counts": dict(zip(CLASS_CODES, counts)),
         "val_counts": dict(zip(CLASS_CODES, class_counts(val_samples))),
     }
