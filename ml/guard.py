@@ -42,11 +42,14 @@ def image_statistics(pixels: torch.Tensor) -> dict[str, float]:
     colours = np.unique((present >> 13) << 10 | (present >> 7 & 31) << 5 | present >> 1 & 31).size  # 5 bits
     rg = values[..., 0] - values[..., 1]
     yb = 0.5 * (values[..., 0] + values[..., 1]) - values[..., 2]
+    # np.median's partition is slower here than a full sort (vectorised) of these 30,000 values.
+    ordered = np.sort(laplacian, axis=None)
+    middle = ordered[(ordered.size - 1) // 2 : ordered.size // 2 + 1]  # np.median's one or two values
     return {
         "dominant_colour": float(counts.max() / counts.sum()),
         "colours": float(colours),
-        "texture": float(np.median(laplacian)) if laplacian.size else 0.0,
-        "smooth_share": float((laplacian <= 2).mean()) if laplacian.size else 1.0,
+        "texture": float(middle.mean()) if ordered.size else 0.0,
+        "smooth_share": float(np.searchsorted(ordered, 2, side="right") / ordered.size) if ordered.size else 1.0,
         "colourfulness": float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean())),
     }
 
