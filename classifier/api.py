@@ -22,6 +22,7 @@ from classifier.serializers import (
     PredictionInputSerializer,
     PredictionQuerySerializer,
     PredictionSerializer,
+    prediction_data,
 )
 from classifier.services import (
     DISCLAIMER,
@@ -97,7 +98,7 @@ class PredictionCreateView(APIView):
         query.is_valid(raise_exception=True)
         upload = ImageUpload.from_file(serializer.validated_data["image"])
         result = prediction_create(image=upload, explain=query.validated_data["explain"])
-        return Response(PredictionSerializer(result).data, headers=NO_STORE)
+        return Response(prediction_data(result), headers=NO_STORE)
 
 
 class BatchPredictionCreateView(APIView):

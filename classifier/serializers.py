@@ -1,6 +1,7 @@
 """DRF serializers: the prediction inputs, and the shapes of every JSON answer (for the schema too)."""
 
 import base64
+from typing import Any
 
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
@@ -8,7 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from classifier.models import LesionClass
-from classifier.services import DISCLAIMER
+from classifier.services import DISCLAIMER, ClassProbability, PredictionResult
 
 
 class PredictionInputSerializer(serializers.Serializer):
@@ -71,15 +72,40 @@ class PredictionSerializer(serializers.Serializer):
     elapsed_ms = serializers.FloatField(help_text=_("Time spent decoding, preprocessing and running the model."))
 
     @extend_schema_field(ExplanationSerializer(allow_null=True))
-    def get_explanation(self, result) -> dict | None:
-        if not result.heatmap_png:
-            return None
-        encoded = base64.b64encode(result.heatmap_png).decode("ascii")
-        return {"method": "grad-cam", "code": result.prediction.code, "overlay_png_base64": encoded}
+    def get_explanation(self, result: PredictionResult) -> dict | None:
+        return _explanation_data(result)
 
     @extend_schema_field(OpenApiTypes.STR)
     def get_disclaimer(self, result) -> str:
         return str(DISCLAIMER)
+
+
+def prediction_data(result: PredictionResult) -> dict[str, Any]:
+    """The JSON that :class:`PredictionSerializer` describes, built directly for the API's answer.
+
+    A DRF serializer deep-copies its declared fields for every instance; with the eight nested
+    class entries that was ~5 % of a prediction request's CPU. A test keeps the two identical.
+    """
+    return {
+        "model": {"name": result.model.name, "version": result.model.version, "sha256": result.model.sha256},
+        "prediction": _class_probability_data(result.prediction),
+        "probabilities": [_class_probability_data(p) for p in result.probabilities],
+        "uncertain": result.uncertain,
+        "explanation": _explanation_data(result),
+        "disclaimer": str(DISCLAIMER),
+        "elapsed_ms": result.elapsed_ms,
+    }
+
+
+def _class_probability_data(entry: ClassProbability) -> dict[str, Any]:
+    return {"code": entry.code, "name": entry.name, "category": entry.category, "probability": entry.probability}
+
+
+def _explanation_data(result: PredictionResult) -> dict[str, str] | None:
+    if not result.heatmap_png:
+        return None
+    encoded = base64.b64encode(result.heatmap_png).decode("ascii")
+    return {"method": "grad-cam", "code": result.prediction.code, "overlay_png_base64": encoded}
 
 
 class ErrorDetailSerializer(serializers.Serializer):
