@@ -1,6 +1,7 @@
 """HTTP throughput and latency of gunicorn (the repository's config) on loopback, and its cold start."""
 
 import argparse
+import statistics
 import threading
 import time
 
@@ -56,37 +57,50 @@ def load(data: bytes, *, concurrency: int, seconds: float, master: int) -> dict:
     }
 
 
-def in_process_rate(data: bytes, *, seconds: float) -> float:
-    """Images per second through our inference path in this process on one torch thread: the
-    reference for the throughput target (2 workers ≥ 80 % of twice this rate), with the workers'
-    allocator settings."""
-    import torch
+class InProcess:
+    """Our inference path in this process on one torch thread, with the workers' allocator
+    settings: the reference for the throughput target (2 workers ≥ 80 % of twice its rate)."""
 
-    from dermai_site.memory import keep_freed_memory
-    from ml import SHIPPED_CHECKPOINT
-    from ml.predict import Predictor
+    def __init__(self, data: bytes) -> None:
+        import torch
 
-    keep_freed_memory()
-    torch.set_num_threads(1)
-    predictor = Predictor(SHIPPED_CHECKPOINT)
-    count, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        predictor.probabilities(predictor.prepare(data, guard=True).unsqueeze(0))
-        count += 1
-    return count / (time.perf_counter() - started)
+        from dermai_site.memory import keep_freed_memory
+        from ml import SHIPPED_CHECKPOINT
+        from ml.predict import Predictor
+
+        keep_freed_memory()
+        torch.set_num_threads(1)
+        self.data = data
+        self.predictor = Predictor(SHIPPED_CHECKPOINT)
+
+    def rate(self, *, seconds: float) -> float:
+        """Images per second, classified back to back for ``seconds``."""
+        count, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            self.predictor.probabilities(self.predictor.prepare(self.data, guard=True).unsqueeze(0))
+            count += 1
+        return count / (time.perf_counter() - started)
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.http_load")
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--rounds", type=int, default=5, help="alternating blocks for the throughput target")
     args = parser.parse_args(argv)
     data = lesion_jpeg((600, 450))
-    reference = in_process_rate(data, seconds=args.seconds)
-    print(f"in process, one torch thread: {reference:.1f} images/s")
+    reference = InProcess(data)
     with gunicorn(workers=2) as (master, cold_start):
         print(f"cold start: gunicorn launch → /readyz answering in {cold_start:.2f} s")
         rows = [load(data, concurrency=c, seconds=args.seconds, master=master) for c in args.concurrency]
+        peak = max(rows, key=lambda row: row["requests_per_s"])
+        # The VM's speed drifts by ±20 % over minutes: the target's two rates are measured in
+        # alternating blocks, and each block's HTTP rate is set against the reference next to it.
+        rounds = []
+        for _ in range(args.rounds):
+            in_process = reference.rate(seconds=args.seconds / 3)
+            http = load(data, concurrency=peak["concurrency"], seconds=args.seconds / 3, master=master)
+            rounds.append({"in_process_images_per_s": in_process, "http_requests_per_s": http["requests_per_s"]})
         memory = [memory_mb(pid) for pid in worker_pids(master)]
         master_memory = memory_mb(master)
     print(
@@ -99,8 +113,15 @@ def main(argv: list[str] | None = None) -> dict:
             f"{row['p95_ms']:8.1f} {row['p99_ms']:8.1f} {row['errors']:6d} {row['client_cpu_percent']:9.0f}% "
             f"{row['server_user_ms_per_request']:28.1f} + {row['server_system_ms_per_request']:.1f} ms"
         )
-    peak = max(row["requests_per_s"] for row in rows)
-    print(f"peak {peak:.1f} req/s = {peak / (2 * reference):.0%} of 2 × the in-process rate (target ≥ 80 %)")
+    print(f"throughput target, {peak['concurrency']} clients against one torch thread in process, alternating:")
+    for index, row in enumerate(rounds, 1):
+        row["share"] = row["http_requests_per_s"] / (2 * row["in_process_images_per_s"])
+        print(
+            f"  round {index}: {row['http_requests_per_s']:6.1f} req/s against 2 × "
+            f"{row['in_process_images_per_s']:5.1f} images/s = {row['share']:.0%}"
+        )
+    share = statistics.median(row["share"] for row in rounds)
+    print(f"median {share:.0%} of twice the in-process rate (target ≥ 80 %)")
     for name in ("rss", "pss", "uss"):
         print(f"worker {name.upper()} (MB): " + ", ".join(f"{m[name]:.0f}" for m in memory))
     print(f"master RSS {master_memory['rss']:.0f} MB, PSS {master_memory['pss']:.0f} MB")
@@ -110,15 +131,15 @@ def main(argv: list[str] | None = None) -> dict:
             "workers": 2,
             "image": "600×450 JPEG",
             "cold_start_s": cold_start,
-            "in_process_images_per_s": reference,
-            "peak_share_of_two_in_process": peak / (2 * reference),
             "results": rows,
+            "target_rounds": rounds,
+            "peak_share_of_two_in_process": share,
             "worker_memory_mb": memory,
             "master_memory_mb": master_memory,
         },
     )
     print(f"wrote {path}")
-    return {"rows": rows, "cold_start_s": cold_start}
+    return {"rows": rows, "cold_start_s": cold_start, "share": share}
 
 
 if __name__ == "__main__":
