@@ -86,7 +86,8 @@ class FoldedBlock(nn.Module):
 
 @torch.no_grad()
 def fold_for_inference(model: SimpleBNConv) -> nn.Module:
-    """A faster module with the logits of ``model`` in eval mode, to float rounding (~1e-6).
+    """A faster module with the logits of ``model`` in eval mode, to float rounding (at most 2e-5
+    on the shipped model's validation images).
 
     Returns ``model`` itself when a BatchNorm scale is not positive, where folding is not exact.
     Training, Grad-CAM and anything else that needs the original layers use ``model``.
@@ -99,7 +100,7 @@ def fold_for_inference(model: SimpleBNConv) -> nn.Module:
             return model
         blocks.append(FoldedBlock(conv, scale, norm.bias - norm.running_mean * scale))
     folded = nn.Sequential(*blocks, copy.deepcopy(model.classifier))
-    return folded.to(memory_format=torch.channels_last).eval()
+    return folded.to(device=layers[0].weight.device, memory_format=torch.channels_last).eval()
 
 
 ARCHITECTURES = {"SimpleBNConv": SimpleBNConv}
