@@ -82,6 +82,41 @@ class InProcess:
         return count / (time.perf_counter() - started)
 
 
+def web_stack_cost(reference: InProcess, *, rounds: int = 6, seconds: float = 2) -> dict[str, float]:
+    """CPU milliseconds per image of the inference path alone and of a whole API request through
+    Django in this process (test client: middleware, DRF, multipart, throttle, JSON answer), taking
+    turns; what Django and DRF add before gunicorn, sockets and the load generator do."""
+    import os
+
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dermai_site.settings")
+    os.environ["DERMAI_THROTTLE_ANON"] = "1000000/minute"
+    django.setup()
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.test import Client
+
+    client = Client(HTTP_HOST="127.0.0.1")
+
+    def request() -> None:
+        response = client.post("/api/v1/predictions/", {"image": SimpleUploadedFile("lesion.jpg", reference.data)})
+        if response.status_code != 200:
+            raise RuntimeError(f"the API answered {response.status_code}: {response.content[:200]!r}")
+
+    def inference() -> None:
+        reference.predictor.probabilities(reference.predictor.prepare(reference.data, guard=True).unsqueeze(0))
+
+    milliseconds: dict[str, list[float]] = {"inference": [], "django": []}
+    for _ in range(rounds):
+        for name, step in (("inference", inference), ("django", request)):
+            count, started = 0, time.process_time()
+            while time.process_time() - started < seconds:
+                step()
+                count += 1
+            milliseconds[name].append(1000 * (time.process_time() - started) / count)
+    return {name: statistics.median(values) for name, values in milliseconds.items()}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.http_load")
     parser.add_argument("--seconds", type=float, default=15)
@@ -103,6 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
             rounds.append({"in_process_images_per_s": in_process, "http_requests_per_s": http["requests_per_s"]})
         memory = [memory_mb(pid) for pid in worker_pids(master)]
         master_memory = memory_mb(master)
+    web = web_stack_cost(reference)
     print(
         f"{'clients':>7} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>6} {'client CPU':>10} "
         f"{'server CPU per request, user + system':>38}"
@@ -122,6 +158,10 @@ def main(argv: list[str] | None = None) -> dict:
         )
     share = statistics.median(row["share"] for row in rounds)
     print(f"median {share:.0%} of twice the in-process rate (target ≥ 80 %)")
+    print(
+        f"CPU per image in this process, taking turns: inference {web['inference']:.1f} ms, through Django's "
+        f"test client {web['django']:.1f} ms (Django + DRF alone allow {web['inference'] / web['django']:.0%})"
+    )
     for name in ("rss", "pss", "uss"):
         print(f"worker {name.upper()} (MB): " + ", ".join(f"{m[name]:.0f}" for m in memory))
     print(f"master RSS {master_memory['rss']:.0f} MB, PSS {master_memory['pss']:.0f} MB")
@@ -134,6 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
             "results": rows,
             "target_rounds": rounds,
             "peak_share_of_two_in_process": share,
+            "in_process_cpu_ms_per_image": web,
             "worker_memory_mb": memory,
             "master_memory_mb": master_memory,
         },
