@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ml import CLASS_CODES
-from ml.model import ARCHITECTURES, ModelConfig
+from ml.model import ARCHITECTURES
 from ml.preprocessing import PreprocessConfig
 
 FORMAT_VERSION = 1
@@ -100,7 +100,8 @@ def _rebuild(checkpoint: dict[str, Any]) -> LoadedModel:
     if tuple(checkpoint["class_codes"]) != CLASS_CODES:
         raise CheckpointError(f"checkpoint classes {checkpoint['class_codes']} differ from {list(CLASS_CODES)}")
     config = {k: tuple(v) if isinstance(v, list) else v for k, v in checkpoint["model_config"].items()}
-    model = ARCHITECTURES[arch](ModelConfig(**config))
+    model_class, config_class = ARCHITECTURES[arch]
+    model = model_class(config_class(**config))
     model.load_state_dict(checkpoint["state_dict"])
     # Channels-last weights match the channels-last inputs of ml.predict: no layout conversion per call.
     model.to(memory_format=torch.channels_last).eval()

@@ -1,4 +1,5 @@
-"""SimpleBNConv: the small five-block CNN of the original DermAI demo (142,791 parameters)."""
+"""SimpleBNConv: the small five-block CNN of the original DermAI demo (142,791 parameters),
+and the larger network it is distilled from during training."""
 
 import copy
 from dataclasses import dataclass
@@ -85,13 +86,16 @@ class FoldedBlock(nn.Module):
 
 
 @torch.no_grad()
-def fold_for_inference(model: SimpleBNConv) -> nn.Module:
+def fold_for_inference(model: nn.Module) -> nn.Module:
     """A faster module with the logits of ``model`` in eval mode, to float rounding (at most 2e-5
     on the shipped model's validation images).
 
     Returns ``model`` itself when a BatchNorm scale is not positive, where folding is not exact.
     Training, Grad-CAM and anything else that needs the original layers use ``model``.
+    Other architectures (the teacher) are returned as they are.
     """
+    if not isinstance(model, SimpleBNConv):
+        return model
     layers = list(model.features)
     blocks = []
     for conv, norm in zip(layers[0::4], layers[2::4]):
@@ -103,4 +107,33 @@ def fold_for_inference(model: SimpleBNConv) -> nn.Module:
     return folded.to(device=layers[0].weight.device, memory_format=torch.channels_last).eval()
 
 
-ARCHITECTURES = {"SimpleBNConv": SimpleBNConv}
+@dataclass(frozen=True)
+class TeacherConfig:
+    """Everything needed to rebuild a :class:`ResNet18Teacher`."""
+
+    num_classes: int = 7
+
+
+class ResNet18Teacher(nn.Module):
+    """torchvision's ResNet-18 (11.2 M parameters), trained from scratch on the same data.
+
+    It is never served: ``python -m ml.train --arch ResNet18Teacher`` trains it, and
+    ``--teacher`` distils its predictions into a SimpleBNConv.
+    """
+
+    def __init__(self, config: TeacherConfig = TeacherConfig()) -> None:
+        super().__init__()
+        from torchvision.models import resnet18  # here, so that serving never imports torchvision
+
+        self.config = config
+        self.net = resnet18(weights=None, num_classes=config.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+# Checkpoint "arch" name → (model class, its config class).
+ARCHITECTURES = {
+    "SimpleBNConv": (SimpleBNConv, ModelConfig),
+    "ResNet18Teacher": (ResNet18Teacher, TeacherConfig),
+}
