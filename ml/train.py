@@ -110,18 +110,18 @@ def train_one_epoch(
     device = class_weights.device
     generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)
     order = torch.multinomial(sample_weights, len(pixels), replacement=True, generator=generator)
-    order = rank_share(order, rank=rank, world_size=world_size)
+    order = rank_share(order, rank=rank, world_size=world_size).to(device)
     batches = order.split(config.batch_size)
     warmup_steps = config.warmup_epochs * len(batches)
-    total_loss = 0.0
+    total_loss = torch.zeros((), device=device)  # summed on the device: no wait for the GPU each step
     bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False, disable=rank != 0)
     for index in bar:
         lr = learning_rate(step, total_steps=total_steps, warmup_steps=warmup_steps, base_lr=config.lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        x = normalize(augment(pixels[index].to(device, non_blocking=True)), config=preprocess)
+        x = normalize(augment(pixels[index]), config=preprocess)  # pixels and labels are on the device
         x = x.contiguous(memory_format=torch.channels_last)
-        y = labels[index].to(device, non_blocking=True)
+        y = labels[index]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
             logits = model(x).float()
             loss = F.cross_entropy(logits, y, weight=class_weights, label_smoothing=config.label_smoothing)
@@ -136,9 +136,10 @@ def train_one_epoch(
         optimizer.step()
         ema.update_parameters(model)
         step += 1
-        total_loss += loss.item()
-        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}")
-    return total_loss / len(batches), step
+        total_loss += loss.detach()
+        if bar.n % 25 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}")
+    return total_loss.item() / len(batches), step
 
 
 def recompute_batch_norm(

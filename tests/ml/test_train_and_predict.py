@@ -8,11 +8,13 @@ import pytest
 import torch
 
 from ml import CLASS_CODES
-from ml.checkpoint import CheckpointError, load_checkpoint
+from ml.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ml.evaluate import main as evaluate_main
+from ml.model import ResNet18Teacher, fold_for_inference
 from ml.predict import Predictor
 from ml.predict import main as predict_main
-from ml.train import TrainConfig, rank_share, train
+from ml.preprocessing import PreprocessConfig
+from ml.train import TrainConfig, distillation_loss, rank_share, train
 from tests.conftest import EXAMPLES
 
 
@@ -169,3 +171,35 @@ def test_evaluate_cli_refuses_a_baseline_validated_on_another_split(trained_chec
     with pytest.raises(SystemExit):
         evaluate_main([*args, "--out", str(tmp_path)])
     assert "validated on another split" in capsys.readouterr().err
+
+
+def test_distillation_loss_is_zero_at_the_teacher_and_pulls_towards_it():
+    teacher = torch.tensor([[2.0, -1.0, 0.5, 0.0, 0.0, -3.0, 1.0]])
+    assert distillation_loss(teacher.clone(), teacher, temperature=2.0).item() == pytest.approx(0.0, abs=1e-6)
+    student = torch.zeros_like(teacher, requires_grad=True)
+    loss = distillation_loss(student, teacher, temperature=2.0)
+    (gradient,) = torch.autograd.grad(loss, student)
+    assert loss.item() > 0
+    assert distillation_loss(student - 0.5 * gradient, teacher, temperature=2.0) < loss
+
+
+def test_a_teacher_trains_and_a_student_learns_from_it(examples_dir, tmp_path):
+    teacher = tmp_path / "teacher.pt"
+    train(data=examples_dir, out=teacher, config=TrainConfig(epochs=1, batch_size=4, arch="ResNet18Teacher"))
+    loaded = load_checkpoint(teacher)
+    assert loaded.meta["arch"] == "ResNet18Teacher"
+    assert fold_for_inference(loaded.model) is loaded.model  # only SimpleBNConv is folded
+
+    student = tmp_path / "student.pt"
+    train(data=examples_dir, out=student, config=TrainConfig(epochs=1, batch_size=4), teacher=teacher)
+    raw = torch.load(student, map_location="cpu", weights_only=True)
+    assert raw["arch"] == "SimpleBNConv"
+    assert raw["training"]["teacher"] == str(teacher)
+    assert raw["training"]["distill_weight"] == 0.5
+
+
+def test_a_teacher_with_other_preprocessing_is_refused(examples_dir, tmp_path):
+    teacher = tmp_path / "teacher.pt"
+    save_checkpoint(teacher, model=ResNet18Teacher(), preprocess=PreprocessConfig(colour_constancy="none"))
+    with pytest.raises(CheckpointError, match="other preprocessing"):
+        train(data=examples_dir, out=tmp_path / "student.pt", config=TrainConfig(epochs=1), teacher=teacher)
