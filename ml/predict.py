@@ -11,10 +11,10 @@ from tqdm import tqdm
 
 from ml import CLASS_CODES, SHIPPED_CHECKPOINT
 from ml.augment import dihedral
-from ml.checkpoint import load_checkpoint
+from ml.checkpoint import CheckpointError, load_checkpoint
 from ml.data import image_files
 from ml.guard import check_in_scope
-from ml.model import fold_for_inference
+from ml.model import SimpleBNConv, fold_for_inference
 from ml.preprocessing import ImageError, PreprocessConfig, decode, normalize, prepare, reduce_to_source
 
 
@@ -42,6 +42,8 @@ class Predictor:
 
     def __init__(self, checkpoint: Path) -> None:
         loaded = load_checkpoint(checkpoint)
+        if not isinstance(loaded.model, SimpleBNConv):  # Grad-CAM and the folded fast path need its layers
+            raise CheckpointError(f"{str(checkpoint)!r} holds a {loaded.meta['arch']}; only a SimpleBNConv is served")
         self.model = loaded.model  # the trained layers, for Grad-CAM
         self.inference_model = fold_for_inference(loaded.model)  # the same logits, faster
         self.config = loaded.preprocess

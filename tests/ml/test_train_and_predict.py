@@ -203,3 +203,10 @@ def test_a_teacher_with_other_preprocessing_is_refused(examples_dir, tmp_path):
     save_checkpoint(teacher, model=ResNet18Teacher(), preprocess=PreprocessConfig(colour_constancy="none"))
     with pytest.raises(CheckpointError, match="other preprocessing"):
         train(data=examples_dir, out=tmp_path / "student.pt", config=TrainConfig(epochs=1), teacher=teacher)
+
+
+def test_a_teacher_checkpoint_is_not_served(tmp_path):
+    teacher = tmp_path / "teacher.pt"
+    save_checkpoint(teacher, model=ResNet18Teacher(), preprocess=PreprocessConfig())
+    with pytest.raises(CheckpointError, match="holds a ResNet18Teacher; only a SimpleBNConv is served"):
+        Predictor(teacher)
