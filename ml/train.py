@@ -201,6 +201,7 @@ def train(
     """
     rank, world_size, device = _setup_distributed()
     torch.manual_seed(config.seed)
+    torch.backends.cudnn.benchmark = True  # every batch has the same shape: pick the fastest kernels once
     samples = read_samples(data)
     train_samples, val_samples = split_by_lesion(samples, val_fraction=config.val_fraction, seed=config.split_seed)
     counts = class_counts(train_samples)
