@@ -1,5 +1,4 @@
-"""SimpleBNConv: the small five-block CNN of the original DermAI demo (142,791 parameters),
-and the larger network it is distilled from during training."""
+"""SimpleBNConv, the original demo's small CNN (142,791 parameters), and the teacher it learns from."""
 
 import copy
 from dataclasses import dataclass

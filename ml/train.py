@@ -49,7 +49,7 @@ class TrainConfig:
     distill_weight: float = 0.5
     distill_temperature: float = 2.0
     compile: bool = False
-    bf16: bool = False  # autocast to bfloat16 on a GPU: about twice as fast for the teacher
+    bf16: bool = False  # autocast the trained model to bfloat16 (GPUs)
 
 
 def rank_share(order: torch.Tensor, *, rank: int, world_size: int) -> torch.Tensor:
@@ -115,7 +115,7 @@ def train_one_epoch(
     warmup_steps = config.warmup_epochs * len(batches)
     total_loss = torch.zeros((), device=device)  # summed on the device: no wait for the GPU each step
     bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False, disable=rank != 0)
-    for index in bar:
+    for i, index in enumerate(bar):
         lr = learning_rate(step, total_steps=total_steps, warmup_steps=warmup_steps, base_lr=config.lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -125,8 +125,8 @@ def train_one_epoch(
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
             logits = model(x).float()
             loss = F.cross_entropy(logits, y, weight=class_weights, label_smoothing=config.label_smoothing)
-            if teacher is not None:
-                with torch.no_grad():
+            if teacher is not None:  # its soft targets need no fp32 precision: bfloat16 on a GPU
+                with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                     soft = teacher(x).float()
                 loss = (1 - config.distill_weight) * loss + config.distill_weight * distillation_loss(
                     logits, soft, temperature=config.distill_temperature
@@ -137,7 +137,7 @@ def train_one_epoch(
         ema.update_parameters(model)
         step += 1
         total_loss += loss.detach()
-        if bar.n % 25 == 0:
+        if rank == 0 and i % 25 == 0:  # reading the loss waits for the GPU: not every step
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}")
     return total_loss.item() / len(batches), step
 
@@ -167,6 +167,29 @@ def evaluate(
         "accuracy": float((predicted == labels).float().mean()),
         "balanced_accuracy": balanced_accuracy(predicted, labels),
     }
+
+
+def _models(
+    config: TrainConfig, *, preprocess: PreprocessConfig, init: Path | None, teacher: Path | None
+) -> tuple[torch.nn.Module, torch.nn.Module | None]:
+    """The model to train (from ``init``'s weights if given) and the teacher, checked before any decoding."""
+    if config.arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {config.arch!r}; expected one of {sorted(ARCHITECTURES)}")
+    model_class, config_class = ARCHITECTURES[config.arch]
+    model = model_class(config_class())
+    if init is not None:
+        start = load_checkpoint(init)
+        if start.meta["arch"] != config.arch:
+            raise CheckpointError(f"--init {str(init)!r} holds a {start.meta['arch']}, not a {config.arch}")
+        model.load_state_dict(start.model.state_dict())
+    if teacher is None:
+        return model, None
+    loaded = load_checkpoint(teacher)
+    if loaded.preprocess != preprocess:  # it sees the student's inputs
+        raise CheckpointError(
+            f"teacher {str(teacher)!r} was trained on {loaded.preprocess}, the student on {preprocess}"
+        )
+    return model, loaded.model
 
 
 def _setup_distributed() -> tuple[int, int, torch.device]:
@@ -201,7 +224,11 @@ def train(
     """
     rank, world_size, device = _setup_distributed()
     torch.manual_seed(config.seed)
-    torch.backends.cudnn.benchmark = True  # every batch has the same shape: pick the fastest kernels once
+    torch.backends.cudnn.benchmark = True  # few batch shapes: cuDNN times its kernels once for each
+    model, teacher_model = _models(config, preprocess=preprocess, init=init, teacher=teacher)
+    model = model.to(device, memory_format=torch.channels_last)
+    if teacher_model is not None:
+        teacher_model = teacher_model.to(device, memory_format=torch.channels_last)
     samples = read_samples(data)
     train_samples, val_samples = split_by_lesion(samples, val_fraction=config.val_fraction, seed=config.split_seed)
     counts = class_counts(train_samples)
@@ -218,27 +245,22 @@ def train(
     sample_weights = per_class[torch.tensor([s.label for s in train_samples])]
     class_weights = (per_class / (per_class * torch.tensor(counts)).sum() * sum(counts)).to(device)
 
-    if config.arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {config.arch!r}; expected one of {sorted(ARCHITECTURES)}")
-    model_class, config_class = ARCHITECTURES[config.arch]
-    model = model_class(config_class())
-    if init is not None:
-        model.load_state_dict(load_checkpoint(init).model.state_dict())
-    model = model.to(device, memory_format=torch.channels_last)
     # Only the weights are averaged: BatchNorm statistics of averaged weights are recomputed
     # (recompute_batch_norm) — averaging them too mixes in the initial values for thousands of steps.
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=False)
-    teacher_model = None
-    if teacher is not None:
-        loaded_teacher = load_checkpoint(teacher)
-        if loaded_teacher.preprocess != preprocess:  # it sees the student's inputs
-            raise CheckpointError(f"teacher {str(teacher)!r} was trained on other preprocessing")
-        teacher_model = loaded_teacher.model.to(device, memory_format=torch.channels_last).eval()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     state_path = out.with_suffix(".state.pt")
     start_epoch, step, best, history = 0, 0, {"balanced_accuracy": -1.0}, []
+    recipe = {
+        "arch": config.arch,
+        "distilled": teacher is not None,
+        "distill_weight": config.distill_weight,
+        "distill_temperature": config.distill_temperature,
+    }
     if resume and state_path.exists():
         state = torch.load(state_path, map_location=device, weights_only=True)
+        if state.get("recipe", recipe) != recipe:  # states written before the recipe was stored pass
+            raise CheckpointError(f"{state_path} continues a run of {state['recipe']}, not {recipe}")
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
@@ -330,6 +352,7 @@ def train(
                 "step": step,
                 "best": best,
                 "history": history,
+                "recipe": recipe,
             },
             state_path,
         )
@@ -368,7 +391,9 @@ def train(
 
 def build_parser() -> argparse.ArgumentParser:
     defaults = TrainConfig()
-    parser = argparse.ArgumentParser(prog="python -m ml.train", description="Train SimpleBNConv on HAM10000.")
+    parser = argparse.ArgumentParser(
+        prog="python -m ml.train", description="Train SimpleBNConv (or its teacher) on HAM10000."
+    )
     parser.add_argument("--data", required=True, type=Path, help="HAM10000 or ISIC 2018 Task 3 folder")
     parser.add_argument("--out", required=True, type=Path, help="checkpoint to write, e.g. ml/weights/simplebnconv.pt")
     parser.add_argument("--resume", action="store_true", help="continue from <out>.state.pt if it exists")
