@@ -1,6 +1,7 @@
 """DRF serializers: the prediction inputs, and the shapes of every JSON answer (for the schema too)."""
 
 import base64
+import dataclasses
 from typing import Any
 
 from django.utils.translation import gettext_lazy as _
@@ -54,6 +55,24 @@ class ClassProbabilitySerializer(serializers.Serializer):
     probability = serializers.FloatField()
 
 
+class RiskSerializer(serializers.Serializer):
+    probability = serializers.FloatField(
+        help_text=_("Calibrated P(MEL) + P(BCC) + P(AKIEC): signs of skin cancer or a precancer.")
+    )
+    refer = serializers.BooleanField(
+        help_text=_("True when the risk reaches the threshold: show this lesion to a dermatologist.")
+    )
+    threshold = serializers.FloatField(
+        help_text=_("The referral threshold, chosen on validation images for the stated sensitivity.")
+    )
+    sensitivity = serializers.FloatField(
+        allow_null=True, help_text=_("Share of malignant and precancerous validation lesions it refers.")
+    )
+    specificity = serializers.FloatField(
+        allow_null=True, help_text=_("Share of benign validation lesions it does not.")
+    )
+
+
 class ExplanationSerializer(serializers.Serializer):
     method = serializers.CharField(default="grad-cam")
     code = serializers.CharField(help_text=_("The class the heatmap explains: the predicted one."))
@@ -66,6 +85,10 @@ class PredictionSerializer(serializers.Serializer):
     probabilities = ClassProbabilitySerializer(many=True, help_text=_("All seven classes in ISIC 2018 order."))
     uncertain = serializers.BooleanField(
         help_text=_("True when the top calibrated probability is below the threshold.")
+    )
+    risk = RiskSerializer()
+    inconclusive = serializers.BooleanField(
+        help_text=_("True when no class stands out enough to name one (rule and its accuracy: /api/v1/model/).")
     )
     explanation = serializers.SerializerMethodField(help_text=_("Only with ?explain=1."))
     disclaimer = serializers.SerializerMethodField()
@@ -91,6 +114,8 @@ def prediction_data(result: PredictionResult) -> dict[str, Any]:
         "prediction": _class_probability_data(result.prediction),
         "probabilities": [_class_probability_data(p) for p in result.probabilities],
         "uncertain": result.uncertain,
+        "risk": dataclasses.asdict(result.risk),
+        "inconclusive": result.inconclusive,
         "explanation": _explanation_data(result),
         "disclaimer": str(DISCLAIMER),
         "elapsed_ms": result.elapsed_ms,
@@ -123,6 +148,8 @@ class BatchItemSerializer(serializers.Serializer):
     prediction = ClassProbabilitySerializer(source="result.prediction", required=False)
     probabilities = ClassProbabilitySerializer(source="result.probabilities", many=True, required=False)
     uncertain = serializers.BooleanField(source="result.uncertain", required=False)
+    risk = RiskSerializer(source="result.risk", required=False)
+    inconclusive = serializers.BooleanField(source="result.inconclusive", required=False)
     error = ErrorDetailSerializer(
         required=False, help_text=_("Present instead of a result when the file was unusable.")
     )

@@ -4,7 +4,6 @@ import base64
 import csv
 import dataclasses
 import functools
-import hashlib
 import io
 import logging
 import time
@@ -24,9 +23,9 @@ from classifier.models import LesionClass
 from classifier.uploads import max_file_bytes
 from ml import CLASS_CODES
 from ml.checkpoint import CheckpointError
-from ml.explain import grad_cam, overlay
 from ml.predict import Predictor
-from ml.preprocessing import MAX_PIXELS, ImageError, normalize
+from ml.preprocessing import MAX_PIXELS, ImageError, resize
+from ml.triage import UNMEASURED_POLICY, TriagePolicy, risk
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +44,8 @@ ERROR_MESSAGES = {
     "too_large": _("The image is larger than the %(mb)s MB limit."),
     "too_many_pixels": _("The image has more than %(megapixels)s megapixels; send a smaller photo."),
     "out_of_scope": _(
-        "This does not look like a dermatoscopic photo of a skin lesion (a document, screenshot, "
-        "flat or tiny image?). DermAI only classifies dermatoscopic images."
+        "This does not look like a dermatoscopic image of a skin lesion. DermAI only reads close-ups "
+        "taken through a dermatoscope; it refuses other photos rather than guess."
     ),
     "unknown_example": _("There is no such example image."),
 }
@@ -104,6 +103,31 @@ class ClassContent:
 @dataclass(frozen=True)
 class ClassProbability(ClassContent):
     probability: float
+    recall: float | None = None  # share of this class's validation images the model finds
+
+    @property
+    def percent(self) -> float:
+        return round(100 * self.probability, 1)
+
+    @property
+    def found_in_10(self) -> int | None:
+        """ "Finds about N in 10" of this class on validation."""
+        return None if self.recall is None else round(10 * self.recall)
+
+
+@dataclass(frozen=True)
+class Risk:
+    """The grouped risk of skin cancer or a precancer: P(MEL) + P(BCC) + P(AKIEC), calibrated.
+
+    ``refer`` when it reaches ``threshold``, chosen on validation images for the stated
+    ``sensitivity`` to malignant and precancerous lesions (None where not measured).
+    """
+
+    probability: float
+    refer: bool
+    threshold: float
+    sensitivity: float | None
+    specificity: float | None
 
     @property
     def percent(self) -> float:
@@ -117,13 +141,21 @@ class PredictionResult:
     probabilities: list[ClassProbability]  # CLASS_CODES order
     uncertain: bool
     elapsed_ms: float
+    risk: Risk
+    inconclusive: bool  # no class stands out enough to name one (the triage policy's rule)
     image_data_uri: str = ""  # what the model saw, for the page; never stored
     heatmap_data_uri: str = ""  # Grad-CAM overlay, when asked for
     heatmap_png: bytes = field(default=b"", repr=False)
+    display_width: int = 224  # the preview's size, in the uploaded image's aspect ratio
+    display_height: int = 224
 
     @property
     def ranked(self) -> list[ClassProbability]:
         return sorted(self.probabilities, key=lambda p: p.probability, reverse=True)
+
+    @property
+    def top3(self) -> list[ClassProbability]:
+        return self.ranked[:3]
 
 
 @dataclass(frozen=True)
@@ -149,7 +181,7 @@ def _load(checkpoint: str) -> tuple[Predictor, ModelInfo]:
     info = ModelInfo(
         name=predictor.meta["arch"],
         version=path.stem,
-        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        sha256=predictor.sha256,
         temperature=predictor.temperature,
         meta=predictor.meta,
     )
@@ -172,6 +204,30 @@ def model_ready() -> bool:
 
 def model_info_get() -> ModelInfo:
     return predictor_get()[1]
+
+
+def class_recalls_get() -> dict[str, float]:
+    """Each class's recall on the loaded checkpoint's validation split (empty when not recorded)."""
+    validation = model_info_get().meta["metrics"].get("evaluation", {}).get("validation", {})
+    return {code: row["recall"] for code, row in validation.get("per_class", {}).items()}
+
+
+def class_recalls_list() -> list[ClassProbability]:
+    """Each class with its validation recall, for "finds about N in 10" (probability left at 0)."""
+    recalls = class_recalls_get()
+    return [
+        ClassProbability(**dataclasses.asdict(content), probability=0.0, recall=recalls[code])
+        for code, content in class_contents_get().items()
+        if code in recalls
+    ]
+
+
+def triage_get() -> dict[str, Any]:
+    """The loaded checkpoint's triage policy and what it measured, or the cautious unmeasured default."""
+    triage = model_info_get().meta["metrics"].get("triage")
+    if not triage:
+        return {"policy": UNMEASURED_POLICY, "measured": {}}
+    return {"policy": TriagePolicy(**triage["policy"]), "measured": triage.get("measured", {})}
 
 
 def class_contents_get() -> dict[str, ClassContent]:
@@ -218,11 +274,11 @@ def _class_contents_query(language: str) -> dict[str, ClassContent]:
     return contents
 
 
-def _prepare(predictor: Predictor, upload: ImageUpload) -> torch.Tensor:
+def _prepare(predictor: Predictor, upload: ImageUpload) -> tuple[torch.Tensor, tuple[int, int]]:
     if upload.size > max_file_bytes():
         raise PredictionError("too_large")
     try:
-        return predictor.prepare(upload.data, guard=True)
+        return predictor.prepare_with_size(upload.data, guard=True)
     except ImageError as error:
         logger.info("refused an upload: %s (%s)", error.code, error.message)  # never the image bytes
         raise PredictionError(error.code) from None
@@ -231,16 +287,29 @@ def _prepare(predictor: Predictor, upload: ImageUpload) -> torch.Tensor:
 def _result(
     probs: list[float], *, info: ModelInfo, classes: dict[str, ClassContent], elapsed_ms: float, **images: Any
 ) -> PredictionResult:
+    recalls = class_recalls_get()
     probabilities = [
-        ClassProbability(**dataclasses.asdict(classes[code]), probability=p) for code, p in zip(CLASS_CODES, probs)
+        ClassProbability(**dataclasses.asdict(classes[code]), probability=p, recall=recalls.get(code))
+        for code, p in zip(CLASS_CODES, probs)
     ]
     top = max(probabilities, key=lambda p: p.probability)
+    triage = triage_get()
+    policy, measured = triage["policy"], triage["measured"]
+    grouped = float(risk(torch.tensor([probs]))[0])
     return PredictionResult(
         model=info,
         prediction=top,
         probabilities=probabilities,
         uncertain=top.probability < settings.DERMAI_UNCERTAIN_BELOW,
         elapsed_ms=round(elapsed_ms, 1),
+        risk=Risk(
+            probability=grouped,
+            refer=grouped >= policy.refer_at,
+            threshold=policy.refer_at,
+            sensitivity=measured.get("sensitivity"),
+            specificity=measured.get("specificity"),
+        ),
+        inconclusive=top.probability < policy.inconclusive_below,
         **images,
     )
 
@@ -252,17 +321,24 @@ def prediction_create(*, image: ImageUpload, preview: bool = False, explain: boo
     """
     predictor, info = predictor_get()
     started = time.perf_counter()
-    pixels = _prepare(predictor, image)
-    probs = predictor.probabilities(pixels.unsqueeze(0))[0]
+    pixels, source_size = _prepare(predictor, image)
+    assessment = predictor.assess(pixels.unsqueeze(0))
+    if assessment.out_of_scope[0]:
+        logger.info("refused an upload: out_of_scope (gate score %.2f)", float(assessment.gate_scores[0]))
+        raise PredictionError("out_of_scope")
+    probs = assessment.probabilities[0]
     elapsed_ms = (time.perf_counter() - started) * 1000
-    images: dict[str, Any] = {}
+    # Shown in the uploaded image's aspect ratio (the model sees it squeezed to a square).
+    height, width = source_size
+    scale = 224 / max(height, width)
+    display = (max(1, round(height * scale)), max(1, round(width * scale)))
+    images: dict[str, Any] = {"display_height": display[0], "display_width": display[1]}
     if preview:
-        images["image_data_uri"] = _data_uri(_png(pixels))
+        images["image_data_uri"] = _data_uri(_png(resize(pixels, display)))
     if explain:
-        inputs = normalize(pixels, config=predictor.config).unsqueeze(0)
-        cam = grad_cam(predictor.model, inputs, target=int(probs.argmax()))
-        images["heatmap_png"] = _png(overlay(pixels, cam))
-        images["heatmap_data_uri"] = _data_uri(images["heatmap_png"])
+        heatmap = predictor.explain(pixels, target=int(probs.argmax()))
+        images["heatmap_png"] = _png(heatmap)  # the API's overlay: over the 224×224 model input
+        images["heatmap_data_uri"] = _data_uri(_png(resize(heatmap, display)))
     return _result(probs.tolist(), info=info, classes=class_contents_get(), elapsed_ms=elapsed_ms, **images)
 
 
@@ -278,12 +354,18 @@ def predictions_create(*, images: list[ImageUpload], thumbnails: bool = False) -
     errors: dict[int, PredictionError] = {}
     for index, upload in enumerate(images):
         try:
-            prepared[index] = _prepare(predictor, upload)
+            prepared[index] = _prepare(predictor, upload)[0]
         except PredictionError as error:
             errors[index] = error
-    probs = predictor.probabilities(torch.stack(list(prepared.values()))) if prepared else torch.empty(0)
+    probs_by_index = {}
+    if prepared:
+        assessment = predictor.assess(torch.stack(list(prepared.values())))
+        for index, probs, refused in zip(prepared, assessment.probabilities.tolist(), assessment.out_of_scope):
+            if refused:
+                errors[index] = PredictionError("out_of_scope")
+            else:
+                probs_by_index[index] = probs
     elapsed_ms = (time.perf_counter() - started) * 1000 / max(1, len(prepared))
-    probs_by_index = dict(zip(prepared, probs.tolist()))
     classes = class_contents_get()
     items = []
     for index, upload in enumerate(images):
@@ -294,23 +376,6 @@ def predictions_create(*, images: list[ImageUpload], thumbnails: bool = False) -
         result = _result(probs_by_index[index], info=info, classes=classes, elapsed_ms=elapsed_ms, **extra)
         items.append(BatchItem(name=upload.name, result=result))
     return items
-
-
-def batch_csv(items: list[BatchItem]) -> str:
-    """The ISIC 2018 Task 3 submission columns plus the top class, one row per classified file."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["image", *CLASS_CODES, "prediction"])
-    for item in items:
-        if item.result is not None:
-            probs = [f"{p.probability:.6f}" for p in item.result.probabilities]
-            writer.writerow([_as_text_cell(Path(item.name).stem), *probs, item.result.prediction.code])
-    return buffer.getvalue()
-
-
-def _as_text_cell(value: str) -> str:
-    """A file name that spreadsheets show as text: one starting with = + - @ would run as a formula."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 def _png(pixels: torch.Tensor, *, size: int | None = None) -> bytes:
@@ -333,6 +398,16 @@ class ExampleImage:
     static_path: str
 
 
+@dataclass(frozen=True)
+class ExampleCard:
+    """An example as the home page shows it: the image and its class's name in the active language."""
+
+    image_id: str
+    code: str
+    name: str
+    static_path: str
+
+
 @functools.cache
 def examples_list() -> list[ExampleImage]:
     """The committed example images (one per class), with their ground-truth class."""
@@ -348,6 +423,11 @@ def examples_list() -> list[ExampleImage]:
     ]
 
 
+def example_cards_get() -> list[ExampleCard]:
+    classes = class_contents_get()
+    return [ExampleCard(e.image_id, e.code, classes[e.code].name, e.static_path) for e in examples_list()]
+
+
 def example_prediction_create(*, image_id: str) -> tuple[ExampleImage, PredictionResult]:
     """Classify one of the committed examples; raise :class:`PredictionError` for an unknown id."""
     example = next((e for e in examples_list() if e.image_id == image_id), None)
@@ -358,16 +438,29 @@ def example_prediction_create(*, image_id: str) -> tuple[ExampleImage, Predictio
     return example, prediction_create(image=upload, preview=True, explain=True)
 
 
+def gate_describe(predictor: Predictor) -> dict[str, Any] | None:
+    """The out-of-distribution gate of the loaded model: its threshold and what it refused (None without one)."""
+    if predictor.gate is None:
+        return None
+    report = predictor.gate.report
+    return {
+        "threshold": predictor.gate.threshold,
+        "refused": report.get("rows", []),
+        "max_refusal": report.get("max_refusal"),
+    }
+
+
 def model_describe() -> dict[str, Any]:
     """What the API and the about page say about the loaded model."""
-    info = model_info_get()
+    predictor, info = predictor_get()
     meta = info.meta
+    triage = triage_get()
     return {
         "name": info.name,
         "version": info.version,
         "sha256": info.sha256,
         "classes": list(CLASS_CODES),
-        "parameters": sum(p.numel() for p in predictor_get()[0].model.parameters()),
+        "parameters": sum(p.numel() for p in predictor.model.parameters()),
         "preprocessing": meta["preprocessing"],
         "calibration": {
             "method": "temperature scaling on the validation split",
@@ -376,6 +469,12 @@ def model_describe() -> dict[str, Any]:
             "ece_after": meta["metrics"].get("ece_after"),
         },
         "uncertain_below": settings.DERMAI_UNCERTAIN_BELOW,
+        "triage": {
+            "risk": "P(MEL) + P(BCC) + P(AKIEC), calibrated",
+            "policy": dataclasses.asdict(triage["policy"]),
+            "measured": triage["measured"],
+        },
+        "gate": gate_describe(predictor),
         "metrics": meta["metrics"].get("evaluation", {}),
         "data": meta["data"],
     }

@@ -6,6 +6,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("examples/<str:image_id>/", views.example, name="example"),
     path("about/", views.about, name="about"),
+    path("model-card/", views.model_card, name="model-card"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("api/v1/predictions/", api.PredictionCreateView.as_view(), name="api-predictions"),

@@ -1,10 +1,18 @@
 """Server-rendered pages: upload form, result, batch table, examples, about/privacy, health probes."""
 
 import base64
+import functools
+import io
+import re
 from http import HTTPStatus
+from pathlib import Path
 
+import markdown
+from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.templatetags.static import static
+from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
@@ -12,21 +20,54 @@ from rest_framework.throttling import AnonRateThrottle
 
 from classifier.forms import UploadForm
 from classifier.services import (
+    BatchItem,
     ImageUpload,
     PredictionError,
-    batch_csv,
+    class_recalls_list,
+    example_cards_get,
     example_prediction_create,
-    examples_list,
+    model_describe,
     model_info_get,
     model_ready,
     prediction_create,
     predictions_create,
 )
 from classifier.uploads import too_large_message
+from ml.isic_csv import IsicCsvWriter
+
+BATCH_CSV_EXTRA = ("prediction", "category", "risk", "refer", "inconclusive", "error", "model_version")
+
+
+def batch_csv(items: list[BatchItem], *, model_version: str) -> str:
+    """The ISIC 2018 columns for every file, then the triage and, for a file that failed, its error code."""
+    buffer = io.StringIO()
+    writer = IsicCsvWriter(buffer, extra=BATCH_CSV_EXTRA)
+    for item in items:
+        image, result = Path(item.name).stem, item.result
+        if result is None:
+            writer.row(image, None, "", "", "", "", "", item.error.code, model_version)
+            continue
+        writer.row(
+            image,
+            [p.probability for p in result.probabilities],
+            result.prediction.code,
+            result.prediction.category,
+            f"{result.risk.probability:.6f}",
+            int(result.risk.refer),
+            int(result.inconclusive),
+            "",
+            model_version,
+        )
+    return buffer.getvalue()
+
+
+def by_risk(items: list[BatchItem]) -> list[BatchItem]:
+    """Highest risk first; files that could not be classified last, in upload order."""
+    return sorted(items, key=lambda item: -item.result.risk.probability if item.result else 1.0)
 
 
 def render_home(request: HttpRequest, form: UploadForm | None = None, *, status: int = HTTPStatus.OK) -> HttpResponse:
-    context = {"form": form or UploadForm(), "examples": examples_list()}
+    context = {"form": form or UploadForm(), "examples": example_cards_get()}
     return render(request, "classifier/home.html", context, status=status)
 
 
@@ -61,8 +102,9 @@ def home(request: HttpRequest) -> HttpResponse:
         form.add_error("image", error.message)
         status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE if error.code == "too_large" else HTTPStatus.BAD_REQUEST
         return render_home(request, form, status=status)
-    csv_data_uri = "data:text/csv;base64," + base64.b64encode(batch_csv(items).encode()).decode("ascii")
-    return render(request, "classifier/batch.html", {"items": items, "csv_data_uri": csv_data_uri})
+    csv_text = batch_csv(items, model_version=model_info_get().version)
+    csv_data_uri = "data:text/csv;base64," + base64.b64encode(csv_text.encode()).decode("ascii")
+    return render(request, "classifier/batch.html", {"items": by_risk(items), "csv_data_uri": csv_data_uri})
 
 
 @never_cache
@@ -75,9 +117,34 @@ def example(request: HttpRequest, image_id: str) -> HttpResponse:
     return render(request, "classifier/result.html", {"result": result, "example": example})
 
 
+@functools.cache
+def model_card_html() -> SafeString:
+    """The model card (ml/MODEL_CARD.md, a file of the repository, not user input) as HTML.
+
+    Its figures point into docs/ for readers of the repository; the site serves them as static files.
+    """
+    text = settings.DERMAI_MODEL_CARD.read_text()
+    text = re.sub(r"\]\(\.\./docs/([\w.-]+)\)", lambda m: f"]({static('model-card/' + m.group(1))})", text)
+    return mark_safe(markdown.markdown(text, extensions=["tables", "fenced_code"]))  # noqa: S308
+
+
+@require_GET
+def model_card(request: HttpRequest) -> HttpResponse:
+    return render(request, "classifier/model_card.html", {"card": model_card_html()})
+
+
 @require_GET
 def about(request: HttpRequest) -> HttpResponse:
-    return render(request, "classifier/about.html", {"model": model_info_get() if model_ready() else None})
+    if not model_ready():
+        return render(request, "classifier/about.html", {"model": None})
+    describe = model_describe()
+    context = {
+        "model": model_info_get(),
+        "describe": describe,
+        "recalls": class_recalls_list(),
+        "gate_rows": [r for r in (describe["gate"] or {}).get("refused", []) if "(threshold)" not in r["set"]],
+    }
+    return render(request, "classifier/about.html", context)
 
 
 @require_GET

@@ -111,7 +111,11 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-STATICFILES_DIRS = [BASE_DIR / "static", ("examples", BASE_DIR / "examples" / "images")]
+STATICFILES_DIRS = [
+    BASE_DIR / "static",
+    ("examples", BASE_DIR / "examples" / "images"),
+    ("model-card", BASE_DIR / "docs"),  # the model card's figures
+]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.InMemoryStorage"},  # nothing user-sent goes to disk
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
@@ -171,3 +175,4 @@ LOGGING = {
 
 # Example images offered on the home page (a small HAM10000 layout, see examples/README.md).
 DERMAI_EXAMPLES_DIR = BASE_DIR / "examples"
+DERMAI_MODEL_CARD = BASE_DIR / "ml" / "MODEL_CARD.md"

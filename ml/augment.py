@@ -48,6 +48,31 @@ def colour_jitter(
     return images.clamp(0, 255)
 
 
+def random_resolution(
+    images: torch.Tensor, short_sides: torch.Tensor, *, low: int, probability: float = 0.5
+) -> torch.Tensor:
+    """Blur sharper images of an N×C×H×W float batch down to a random lower level of detail.
+
+    An image whose source had ``short_sides[i]`` pixels is, with ``probability``, shrunk as if its
+    source had a random short side between ``low`` and that, then enlarged back. Mixed with
+    low-resolution data from another site, this keeps "blurry" from meaning "that site".
+    """
+    height, width = images.shape[-2:]
+    chosen = (short_sides > low) & (torch.rand(len(images), device=images.device) < probability)
+    out = images.clone()
+    for i in chosen.nonzero().flatten().tolist():
+        side = torch.empty(()).uniform_(low, float(short_sides[i])).item()
+        scale = side / float(short_sides[i])
+        small = F.interpolate(
+            images[i : i + 1],
+            size=(max(1, round(height * scale)), max(1, round(width * scale))),
+            mode="bilinear",
+            antialias=True,
+        )
+        out[i] = F.interpolate(small, size=(height, width), mode="bilinear", align_corners=False)[0]
+    return out
+
+
 def augment(pixels: torch.Tensor) -> torch.Tensor:
     """uint8 batch → augmented float batch in 0–255, ready for :func:`ml.preprocessing.normalize`."""
     return colour_jitter(random_affine(pixels.float()))

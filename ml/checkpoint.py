@@ -1,6 +1,8 @@
 """Checkpoints as plain dicts that load with ``torch.load(..., weights_only=True)``."""
 
 import dataclasses
+import hashlib
+import io
 import os
 import subprocess
 from pathlib import Path
@@ -10,6 +12,7 @@ import torch
 from torch import nn
 
 from ml import CLASS_CODES
+from ml.gate import Gate, GateConfig, LoadedGate
 from ml.model import ARCHITECTURES
 from ml.preprocessing import PreprocessConfig
 
@@ -22,12 +25,17 @@ class CheckpointError(ValueError):
 
 @dataclasses.dataclass
 class LoadedModel:
-    """A model rebuilt from a checkpoint, in eval mode, with what it was saved with."""
+    """A model rebuilt from a checkpoint, in eval mode, with what it was saved with.
+
+    ``sha256`` is the hash of the very bytes the model was loaded from.
+    """
 
     model: nn.Module
     preprocess: PreprocessConfig
     temperature: float
     meta: dict[str, Any]
+    sha256: str = ""
+    gate: LoadedGate | None = None  # the out-of-distribution gate fitted for this model (ml.fit_gate)
 
 
 def _plain(config: Any) -> dict[str, Any]:
@@ -76,17 +84,16 @@ def save_checkpoint(
 
 def load_checkpoint(path: Path) -> LoadedModel:
     """Rebuild the model of a checkpoint on the CPU, in eval mode; raise :class:`CheckpointError`."""
+    data = Path(path).read_bytes()  # FileNotFoundError passes through
     try:
-        checkpoint = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
+        checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as error:  # the unpickler raises many types for a file that is not a checkpoint
         raise CheckpointError(f"{str(path)!r} is not a readable checkpoint: {error}") from None
     version = checkpoint.get("format_version") if isinstance(checkpoint, dict) else None
     if version != FORMAT_VERSION:
         raise CheckpointError(f"unsupported checkpoint format {version!r} in {str(path)!r}; expected {FORMAT_VERSION}")
     try:
-        return _rebuild(checkpoint)
+        return dataclasses.replace(_rebuild(checkpoint), sha256=hashlib.sha256(data).hexdigest())
     except CheckpointError:
         raise
     except (KeyError, TypeError, ValueError, RuntimeError) as error:  # missing keys, bad config, wrong shapes
@@ -108,19 +115,45 @@ def _rebuild(checkpoint: dict[str, Any]) -> LoadedModel:
     preprocess = PreprocessConfig(
         **{k: tuple(v) if isinstance(v, list) else v for k, v in checkpoint["preprocessing"].items()}
     )
-    meta = {k: v for k, v in checkpoint.items() if k != "state_dict"}
-    return LoadedModel(model=model, preprocess=preprocess, temperature=float(checkpoint["temperature"]), meta=meta)
+    meta = {k: v for k, v in checkpoint.items() if k not in ("state_dict", "gate")}
+    gate = None
+    if checkpoint.get("gate"):
+        saved = checkpoint["gate"]
+        gate = Gate(GateConfig(**saved["config"]))
+        gate.load_state_dict(saved["state_dict"])
+        gate = LoadedGate(gate=gate.eval(), threshold=float(saved["threshold"]), report=saved["report"])
+    return LoadedModel(
+        model=model, preprocess=preprocess, temperature=float(checkpoint["temperature"]), meta=meta, gate=gate
+    )
 
 
 def record_evaluation(path: Path, *, key: str, report: dict[str, Any]) -> None:
-    """Store an evaluation summary under ``metrics["evaluation"][key]`` of an existing checkpoint.
+    """Store an evaluation summary under ``metrics["evaluation"][key]`` of an existing checkpoint."""
+    _update(path, lambda checkpoint: checkpoint["metrics"].setdefault("evaluation", {}).__setitem__(key, report))
 
-    Written to a temporary file beside it and moved into place: a server loading the checkpoint
-    never reads half a file.
-    """
+
+def record_triage(path: Path, *, triage: dict[str, Any]) -> None:
+    """Store the triage policy (``ml.triage``) and what it measured under ``metrics["triage"]``."""
+    _update(path, lambda checkpoint: checkpoint["metrics"].__setitem__("triage", triage))
+
+
+def record_gate(path: Path, *, gate: Gate, threshold: float, report: dict[str, Any]) -> None:
+    """Store the out-of-distribution gate fitted for this checkpoint's model (``ml.fit_gate``)."""
+    saved = {
+        "config": dataclasses.asdict(gate.config),
+        "threshold": float(threshold),
+        "report": report,
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in gate.state_dict().items()},
+    }
+    _update(path, lambda checkpoint: checkpoint.__setitem__("gate", saved))
+
+
+def _update(path: Path, change) -> None:
+    # Written to a temporary file beside it and moved into place: a server loading the checkpoint
+    # never reads half a file.
     path = Path(path)
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    checkpoint["metrics"].setdefault("evaluation", {})[key] = report
+    change(checkpoint)
     partial = path.with_name(path.name + ".partial")
     torch.save(checkpoint, partial)
     os.replace(partial, path)

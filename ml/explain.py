@@ -23,16 +23,30 @@ def grad_cam(model: SimpleBNConv, x: torch.Tensor, *, target: int) -> torch.Tens
     return cam / cam.max() if cam.max() > 0 else cam
 
 
-def jet(values: torch.Tensor) -> torch.Tensor:
-    """The classic blue → cyan → yellow → red colour map: H×W in [0, 1] → 3×H×W in [0, 1].
+# Viridis (van der Walt & Smith, matplotlib's default): perceptually uniform and readable with
+# colour-vision deficiencies. Five anchors, interpolated; written out so that serving needs no matplotlib.
+VIRIDIS = (
+    torch.tensor([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=torch.float).T / 255
+)
 
-    Written out rather than imported so that serving does not load matplotlib.
+
+def viridis(values: torch.Tensor) -> torch.Tensor:
+    """H×W in [0, 1] → 3×H×W colours in [0, 1] on the viridis map (dark purple → yellow)."""
+    position = values.clamp(0, 1) * (VIRIDIS.shape[1] - 1)
+    low = position.floor().long().clamp(max=VIRIDIS.shape[1] - 2)
+    t = (position - low).unsqueeze(0)
+    return VIRIDIS[:, low] * (1 - t) + VIRIDIS[:, low + 1] * t
+
+
+def overlay(
+    pixels: torch.Tensor, cam: torch.Tensor, *, threshold: float = 0.25, max_alpha: float = 0.65
+) -> torch.Tensor:
+    """Blend a heatmap (H×W in [0, 1]) over a 3×H×W uint8 image; returns 3×H×W uint8.
+
+    Below ``threshold`` the image shows through untouched, so that the coloured areas are the ones
+    that mattered; above it the colour grows more opaque with the heat, up to ``max_alpha``.
     """
-    centres = torch.tensor([3.0, 2.0, 1.0]).view(3, 1, 1)  # red, green, blue peak at 3/4, 1/2, 1/4
-    return (1.5 - (4 * values.unsqueeze(0) - centres).abs()).clamp(0, 1)
-
-
-def overlay(pixels: torch.Tensor, cam: torch.Tensor, *, alpha: float = 0.45) -> torch.Tensor:
-    """Blend a heatmap (H×W in [0, 1]) over a 3×H×W uint8 image; returns 3×H×W uint8."""
-    colours = jet(cam) * 255
+    alpha = ((cam - threshold) / (1 - threshold)).clamp(0, 1) * max_alpha
+    alpha = torch.where(cam >= threshold, alpha.clamp_min(0.25), alpha).unsqueeze(0)
+    colours = viridis(cam) * 255
     return ((1 - alpha) * pixels.float() + alpha * colours).round().clamp(0, 255).to(torch.uint8)

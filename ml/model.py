@@ -84,6 +84,23 @@ class FoldedBlock(nn.Module):
         return self.pool(self.conv(x)).clamp_min_(0).add_(self.shift)
 
 
+def forward_with_features(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Logits and the output of every block, for a :class:`SimpleBNConv` or its folded form.
+
+    Both forms compute the same block outputs, so a gate fitted on one serves the other.
+    """
+    if isinstance(model, SimpleBNConv):
+        layers = list(model.features)
+        blocks, head = [nn.Sequential(*layers[i : i + 4]) for i in range(0, len(layers), 4)], model.classifier
+    else:
+        blocks, head = list(model)[:-1], model[-1]
+    outputs = []
+    for block in blocks:
+        x = block(x)
+        outputs.append(x)
+    return head(x), outputs
+
+
 @torch.no_grad()
 def fold_for_inference(model: nn.Module) -> nn.Module:
     """A faster module with the logits of ``model`` in eval mode, to float rounding (at most 2e-5

@@ -1,8 +1,8 @@
 """Prediction: calibrated probabilities for image bytes or files, and the batch CSV command."""
 
 import argparse
-import csv
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -13,8 +13,11 @@ from ml import CLASS_CODES, SHIPPED_CHECKPOINT
 from ml.augment import dihedral
 from ml.checkpoint import CheckpointError, load_checkpoint
 from ml.data import image_files
+from ml.explain import grad_cam, overlay
+from ml.gate import gate_features
 from ml.guard import check_in_scope
-from ml.model import SimpleBNConv, fold_for_inference
+from ml.isic_csv import IsicCsvWriter
+from ml.model import SimpleBNConv, fold_for_inference, forward_with_features
 from ml.preprocessing import ImageError, PreprocessConfig, decode, normalize, prepare, reduce_to_source
 
 
@@ -37,8 +40,21 @@ def predict_logits(
     return torch.cat(outputs) if outputs else torch.empty(0, len(CLASS_CODES))
 
 
+@dataclass(frozen=True)
+class Assessment:
+    """What the model says of a batch: calibrated probabilities (N×7, ``CLASS_CODES`` order) and,
+    with a gate, each image's gate score and whether it is out of scope (refused)."""
+
+    probabilities: torch.Tensor
+    gate_scores: torch.Tensor | None
+    out_of_scope: torch.Tensor  # N booleans; all False without a gate
+
+
 class Predictor:
-    """A checkpoint loaded once, answering calibrated probabilities in ``CLASS_CODES`` order."""
+    """A checkpoint loaded once, answering calibrated probabilities in ``CLASS_CODES`` order.
+
+    The out-of-distribution gate stored in the checkpoint (:mod:`ml.gate`) comes with it when present.
+    """
 
     def __init__(self, checkpoint: Path) -> None:
         loaded = load_checkpoint(checkpoint)
@@ -49,21 +65,43 @@ class Predictor:
         self.config = loaded.preprocess
         self.temperature = loaded.temperature
         self.meta = loaded.meta
+        self.sha256 = loaded.sha256
+        self.gate = loaded.gate
 
     def prepare(self, data: bytes, *, guard: bool = False) -> torch.Tensor:
         """Image bytes → 3×H×W uint8 model pixels; raises :class:`ml.preprocessing.ImageError`.
 
         With ``guard``, images that are clearly not lesion photos are refused (``out_of_scope``).
         """
+        return self.prepare_with_size(data, guard=guard)[0]
+
+    def prepare_with_size(self, data: bytes, *, guard: bool = False) -> tuple[torch.Tensor, tuple[int, int]]:
+        """:meth:`prepare`, and the (height, width) of the upright image before it was made square."""
         pixels = reduce_to_source(decode(data, config=self.config), config=self.config)  # once, for both
         if guard:
             check_in_scope(pixels)
-        return prepare(pixels, config=self.config)
+        return prepare(pixels, config=self.config), (pixels.shape[-2], pixels.shape[-1])
+
+    def explain(self, pixels: torch.Tensor, *, target: int) -> torch.Tensor:
+        """A Grad-CAM overlay (3×H×W uint8) of where prepared ``pixels`` support class ``target``."""
+        inputs = normalize(pixels, config=self.config).unsqueeze(0)
+        return overlay(pixels, grad_cam(self.model, inputs, target=target))
 
     def probabilities(self, pixels: torch.Tensor, *, tta: bool = False) -> torch.Tensor:
         """N×7 calibrated probabilities for prepared pixels, in one batched forward pass."""
         logits = predict_logits(self.inference_model, pixels, config=self.config, tta=tta)
         return F.softmax(logits / self.temperature, dim=1)
+
+    @torch.inference_mode()
+    def assess(self, pixels: torch.Tensor) -> Assessment:
+        """Probabilities and the gate's verdict for prepared pixels, from one forward pass."""
+        x = normalize(pixels, config=self.config).contiguous(memory_format=torch.channels_last)
+        logits, blocks = forward_with_features(self.inference_model, x)
+        probabilities = F.softmax(logits.float() / self.temperature, dim=1)
+        if self.gate is None:
+            return Assessment(probabilities, None, torch.zeros(len(pixels), dtype=torch.bool))
+        scores = self.gate.scores(gate_features(logits, blocks))
+        return Assessment(probabilities, scores, scores < self.gate.threshold)
 
 
 def find_images(paths: list[Path]) -> list[Path]:
@@ -77,34 +115,64 @@ def find_images(paths: list[Path]) -> list[Path]:
     return found
 
 
+OUT_OF_SCOPE_MODES = ("keep", "mark", "skip")
+
+
 def predict_to_csv(
-    paths: list[Path], *, checkpoint: Path, out: Path, tta: bool = False, batch_size: int = 64
+    paths: list[Path],
+    *,
+    checkpoint: Path,
+    out: Path,
+    tta: bool = False,
+    batch_size: int = 64,
+    out_of_scope: str = "keep",
 ) -> tuple[int, int]:
     """Write the ISIC 2018 Task 3 submission CSV; unreadable files are reported and skipped.
 
-    Returns (rows written, files skipped).
+    ``out_of_scope`` decides what happens to images the guard or the gate refuses: ``keep`` writes
+    them like any other (the ISIC CSV needs every row), ``mark`` adds an ``out_of_scope`` column
+    (1 for refused), ``skip`` leaves them out. Returns (rows written, files skipped).
     """
+    if out_of_scope not in OUT_OF_SCOPE_MODES:
+        raise ValueError(f"unknown out_of_scope mode {out_of_scope!r}; expected one of {OUT_OF_SCOPE_MODES}")
     predictor = Predictor(checkpoint)
     files = find_images(paths)
+    gated = out_of_scope != "keep"
     written = skipped = 0
     with open(out, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["image", *CLASS_CODES])
+        writer = IsicCsvWriter(f, extra=["out_of_scope"] if out_of_scope == "mark" else [])
         for start in tqdm(range(0, len(files), batch_size), desc="predicting", unit="batch"):
-            names, pixels = [], []
+            names, pixels, refused = [], [], []
             for path in files[start : start + batch_size]:
                 try:
-                    pixels.append(predictor.prepare(path.read_bytes()))
-                except (ImageError, OSError) as error:
+                    pixels.append(predictor.prepare(path.read_bytes(), guard=gated))
+                    refused.append(False)
+                except ImageError as error:
+                    if error.code != "out_of_scope" or not gated:
+                        skipped += 1
+                        tqdm.write(f"skipped {path}: {error}", file=sys.stderr)
+                        continue
+                    pixels.append(predictor.prepare(path.read_bytes()))  # refused by the guard: mark or skip
+                    refused.append(True)
+                except OSError as error:
                     skipped += 1
                     tqdm.write(f"skipped {path}: {error}", file=sys.stderr)
                     continue
                 names.append(path.stem)
             if not pixels:
                 continue
-            probs = predictor.probabilities(torch.stack(pixels), tta=tta)
-            for name, row in zip(names, probs.tolist()):
-                writer.writerow([name, *(f"{p:.6f}" for p in row)])
+            batch = torch.stack(pixels)
+            if tta:
+                probs, gate_refused = predictor.probabilities(batch, tta=True), predictor.assess(batch).out_of_scope
+            else:
+                assessment = predictor.assess(batch)
+                probs, gate_refused = assessment.probabilities, assessment.out_of_scope
+            for name, row, guard_refused, by_gate in zip(names, probs.tolist(), refused, gate_refused.tolist()):
+                is_refused = gated and (guard_refused or by_gate)
+                if is_refused and out_of_scope == "skip":
+                    skipped += 1
+                    continue
+                writer.row(name, row, *([int(is_refused)] if out_of_scope == "mark" else []))
                 written += 1
     return written, skipped
 
@@ -118,15 +186,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", type=Path, default=SHIPPED_CHECKPOINT)
     parser.add_argument("--tta", action="store_true", help="average over the eight flips and quarter turns")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--out-of-scope",
+        choices=OUT_OF_SCOPE_MODES,
+        default="keep",
+        help="images the guard or gate refuses: write them (keep), add an out_of_scope column (mark), or skip them",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     written, skipped = predict_to_csv(
-        args.paths, checkpoint=args.checkpoint, out=args.csv, tta=args.tta, batch_size=args.batch_size
+        args.paths,
+        checkpoint=args.checkpoint,
+        out=args.csv,
+        tta=args.tta,
+        batch_size=args.batch_size,
+        out_of_scope=args.out_of_scope,
     )
-    print(f"wrote {written} rows to {args.csv}; skipped {skipped} unreadable files", file=sys.stderr)
+    print(f"wrote {written} rows to {args.csv}; skipped {skipped} files", file=sys.stderr)
     return 0 if written or not skipped else 1
 
 

@@ -1,4 +1,4 @@
-"""Training: ``python -m ml.train --data DIR --out FILE`` (CPU, CUDA, or several GPUs via torchrun)."""
+"""Training: ``python -m ml.train --data DIR [--data DIR…] --out FILE`` (CPU, CUDA, or GPUs via torchrun)."""
 
 import argparse
 import dataclasses
@@ -17,10 +17,10 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from tqdm import tqdm
 
 from ml import CLASS_CODES
-from ml.augment import augment
+from ml.augment import augment, random_resolution
 from ml.calibration import expected_calibration_error, fit_temperature
 from ml.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from ml.data import DataError, class_counts, load_pixels, read_samples, split_by_lesion
+from ml.data import DataError, class_counts, load_pixels_and_sides, read_sources, source_counts, split_sources
 from ml.metrics import balanced_accuracy
 from ml.model import ARCHITECTURES
 from ml.predict import predict_logits
@@ -44,6 +44,10 @@ class TrainConfig:
     val_fraction: float = 0.2
     split_seed: int = 0  # which lesions are held out; keep it to compare models on the same images
     seed: int = 0  # sampling, augmentation and initialisation
+    epoch_size: int = 0  # weighted draws per epoch; 0: as many as there are training images
+    # Sharper images are blurred, half of the time, to a random short side between this and their own
+    # (0: off), so that a model trained on sources of different resolution cannot tell them apart by blur.
+    resolution_low: int = 0
     arch: str = "SimpleBNConv"  # or "ResNet18Teacher", the larger model to distil from
     # With a teacher, the loss is (1 - w) · cross-entropy + w · T² · KL(teacher ‖ student), both at T.
     distill_weight: float = 0.5
@@ -92,6 +96,7 @@ def train_one_epoch(
     *,
     sample_weights: torch.Tensor,
     class_weights: torch.Tensor,
+    short_sides: torch.Tensor,
     config: TrainConfig,
     preprocess: PreprocessConfig,
     epoch: int,
@@ -109,7 +114,8 @@ def train_one_epoch(
     model.train()
     device = class_weights.device
     generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)
-    order = torch.multinomial(sample_weights, len(pixels), replacement=True, generator=generator)
+    draws = config.epoch_size or len(pixels)
+    order = torch.multinomial(sample_weights, draws, replacement=True, generator=generator)
     order = rank_share(order, rank=rank, world_size=world_size).to(device)
     batches = order.split(config.batch_size)
     warmup_steps = config.warmup_epochs * len(batches)
@@ -119,7 +125,10 @@ def train_one_epoch(
         lr = learning_rate(step, total_steps=total_steps, warmup_steps=warmup_steps, base_lr=config.lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        x = normalize(augment(pixels[index]), config=preprocess)  # pixels and labels are on the device
+        x = pixels[index].float()  # pixels and labels are on the device
+        if config.resolution_low:
+            x = random_resolution(x, short_sides[index], low=config.resolution_low)
+        x = normalize(augment(x), config=preprocess)
         x = x.contiguous(memory_format=torch.channels_last)
         y = labels[index]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
@@ -153,6 +162,14 @@ def recompute_batch_norm(
         for i in index.split(256)
     )
     update_bn(batches, model)
+
+
+def selection_score(val_bma: float, external_bma: float | None) -> float:
+    """The number the best epoch is chosen by: validation BMA, or with an external split the mean of both.
+
+    The mean keeps an epoch that gains on one hospital while losing on the other from winning.
+    """
+    return val_bma if external_bma is None else (val_bma + external_bma) / 2
 
 
 def evaluate(
@@ -207,7 +224,7 @@ def _setup_distributed() -> tuple[int, int, torch.device]:
 
 def train(
     *,
-    data: Path,
+    data: Path | list[Path],
     out: Path,
     config: TrainConfig,
     preprocess: PreprocessConfig = PreprocessConfig(),
@@ -215,7 +232,11 @@ def train(
     init: Path | None = None,
     teacher: Path | None = None,
 ) -> dict[str, Any]:
-    """Train, keep the best epoch by validation BMA, fit the temperature, write ``out``.
+    """Train, keep the best epoch by :func:`selection_score`, fit the temperature, write ``out``.
+
+    ``data`` is one folder or several (e.g. HAM10000 and ISIC 2019): the first one's lesion-grouped
+    split is the validation set, and with a BCN_20000 source an external split is held out too
+    (:func:`ml.data.split_sources`).
 
     ``init`` starts from the weights of an earlier checkpoint (a warm restart: a new warm-up and
     cosine cycle) instead of random ones. ``teacher`` is a checkpoint whose predictions the model
@@ -229,17 +250,22 @@ def train(
     model = model.to(device, memory_format=torch.channels_last)
     if teacher_model is not None:
         teacher_model = teacher_model.to(device, memory_format=torch.channels_last)
-    samples = read_samples(data)
-    train_samples, val_samples = split_by_lesion(samples, val_fraction=config.val_fraction, seed=config.split_seed)
+    folders = [data] if isinstance(data, Path) else list(data)
+    samples = read_sources(folders)
+    splits = split_sources(samples, val_fraction=config.val_fraction, seed=config.split_seed)
+    train_samples, val_samples, external_samples = splits.train, splits.val, splits.external
     counts = class_counts(train_samples)
     if min(counts) == 0:
         raise ValueError(f"every class needs training images; counts per class {dict(zip(CLASS_CODES, counts))}")
-    train_pixels = load_pixels(train_samples, config=preprocess, progress=rank == 0)
-    val_pixels = load_pixels(val_samples, config=preprocess, progress=rank == 0)
+    train_pixels, short_sides = load_pixels_and_sides(train_samples, config=preprocess, progress=rank == 0)
+    val_pixels, _ = load_pixels_and_sides(val_samples, config=preprocess, progress=rank == 0)
+    external_pixels, _ = load_pixels_and_sides(external_samples, config=preprocess, progress=rank == 0)
     train_labels = torch.tensor([s.label for s in train_samples])
     val_labels = torch.tensor([s.label for s in val_samples])
+    external_labels = torch.tensor([s.label for s in external_samples], dtype=torch.long)
     if device.type == "cuda":  # the whole uint8 set fits on any GPU: no loader, no host copies
         train_pixels, train_labels = train_pixels.to(device), train_labels.to(device)
+        short_sides = short_sides.to(device)
 
     per_class = torch.tensor(counts, dtype=torch.float).pow(-config.balance_power)
     sample_weights = per_class[torch.tensor([s.label for s in train_samples])]
@@ -250,7 +276,7 @@ def train(
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     state_path = out.with_suffix(".state.pt")
-    start_epoch, step, best, history = 0, 0, {"balanced_accuracy": -1.0}, []
+    start_epoch, step, best, history = 0, 0, {"score": -1.0}, []
     recipe = {
         "arch": config.arch,
         "distilled": teacher is not None,
@@ -265,6 +291,7 @@ def train(
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, step, best, history = state["epoch"], state["step"], state["best"], state["history"]
+        best.setdefault("score", best["balanced_accuracy"])  # states written before the score was stored
         if rank == 0:
             print(f"resumed from {state_path} after epoch {start_epoch}", file=sys.stderr)
     trained = model
@@ -276,7 +303,8 @@ def train(
         trained = torch.compile(trained)
 
     data_summary = {
-        "source": str(data),
+        "source": ", ".join(map(str, folders)),
+        "sources": source_counts(samples),
         "images": len(samples),
         "lesions": len({s.lesion_id for s in samples}),
         "split": "by lesion_id, stratified by class",
@@ -284,6 +312,7 @@ def train(
         "split_seed": config.split_seed,
         "train_counts": dict(zip(CLASS_CODES, counts)),
         "val_counts": dict(zip(CLASS_CODES, class_counts(val_samples))),
+        "external_counts": dict(zip(CLASS_CODES, class_counts(external_samples))),
     }
     training = {
         **dataclasses.asdict(config),
@@ -292,7 +321,8 @@ def train(
         "world_size": world_size,
         "device": device.type,
     }
-    total_steps = config.epochs * math.ceil(len(train_samples) // world_size / config.batch_size)
+    draws = config.epoch_size or len(train_samples)
+    total_steps = config.epochs * math.ceil(draws // world_size / config.batch_size)
     for epoch in range(start_epoch, config.epochs):
         started = time.monotonic()
         loss, step = train_one_epoch(
@@ -303,6 +333,7 @@ def train(
             train_labels,
             sample_weights=sample_weights,
             class_weights=class_weights,
+            short_sides=short_sides,
             config=config,
             preprocess=preprocess,
             epoch=epoch,
@@ -314,26 +345,34 @@ def train(
         )
         recompute_batch_norm(ema.module, train_pixels, preprocess=preprocess, seed=config.seed + epoch)
         result = evaluate(ema.module, val_pixels, val_labels, preprocess=preprocess)
+        external = (
+            evaluate(ema.module, external_pixels, external_labels, preprocess=preprocess) if external_samples else None
+        )
         row = {
             "epoch": epoch + 1,
             "loss": loss,
             "val_accuracy": result["accuracy"],
             "val_balanced_accuracy": result["balanced_accuracy"],
+            "external_balanced_accuracy": external["balanced_accuracy"] if external else None,
+            "score": selection_score(result["balanced_accuracy"], external and external["balanced_accuracy"]),
             "seconds": time.monotonic() - started,
         }
         history.append(row)
         if rank != 0:
             continue
+        external_text = f"external BMA {row['external_balanced_accuracy']:.4f}  " if external else ""
         tqdm.write(
             f"epoch {epoch + 1:3d}/{config.epochs}  loss {loss:.4f}  val acc {row['val_accuracy']:.4f}  "
-            f"val BMA {row['val_balanced_accuracy']:.4f}  {row['seconds']:.0f}s",
+            f"val BMA {row['val_balanced_accuracy']:.4f}  {external_text}{row['seconds']:.0f}s",
             file=sys.stderr,
         )
-        if result["balanced_accuracy"] > best["balanced_accuracy"]:
+        if row["score"] > best["score"]:
             best = {
                 "epoch": epoch + 1,
+                "score": row["score"],
                 "balanced_accuracy": result["balanced_accuracy"],
                 "accuracy": result["accuracy"],
+                "external_balanced_accuracy": row["external_balanced_accuracy"],
             }
             save_checkpoint(
                 out,
@@ -360,14 +399,15 @@ def train(
     if rank != 0:
         dist.destroy_process_group()
         return {}
-    # Calibrate the best epoch's model: a temperature fitted on the validation split.
+    # Calibrate the best epoch's model: a temperature fitted on the validation split(s).
     best_model = load_checkpoint(out).model.to(device)
-    logits = predict_logits(best_model, val_pixels, config=preprocess)
-    temperature = fit_temperature(logits, val_labels)
+    logits = predict_logits(best_model, torch.cat([val_pixels, external_pixels]), config=preprocess)
+    labels = torch.cat([val_labels, external_labels])
+    temperature = fit_temperature(logits, labels)
     metrics = {
         "best_epoch": best,
-        "ece_before": expected_calibration_error(F.softmax(logits, dim=1), val_labels),
-        "ece_after": expected_calibration_error(F.softmax(logits / temperature, dim=1), val_labels),
+        "ece_before": expected_calibration_error(F.softmax(logits, dim=1), labels),
+        "ece_after": expected_calibration_error(F.softmax(logits / temperature, dim=1), labels),
         "history": history,
     }
     save_checkpoint(
@@ -392,9 +432,15 @@ def train(
 def build_parser() -> argparse.ArgumentParser:
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(
-        prog="python -m ml.train", description="Train SimpleBNConv (or its teacher) on HAM10000."
+        prog="python -m ml.train", description="Train SimpleBNConv (or its teacher) on HAM10000 and ISIC 2019."
     )
-    parser.add_argument("--data", required=True, type=Path, help="HAM10000 or ISIC 2018 Task 3 folder")
+    parser.add_argument(
+        "--data",
+        required=True,
+        type=Path,
+        action="append",
+        help="HAM10000, ISIC 2018 or ISIC 2019 folder; repeat for several sources (the first one validates)",
+    )
     parser.add_argument("--out", required=True, type=Path, help="checkpoint to write, e.g. ml/weights/simplebnconv.pt")
     parser.add_argument("--resume", action="store_true", help="continue from <out>.state.pt if it exists")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (faster after a warm-up)")

@@ -50,3 +50,38 @@ def examples_dir() -> Path:
 @pytest.fixture
 def example_image() -> bytes:
     return (EXAMPLES / "images" / "ISIC_0024306.jpg").read_bytes()
+
+
+def write_isic2019(folder: Path, rows: list[tuple[str, str, str]]) -> Path:
+    """An ISIC 2019 Task 1 folder as users download it, from (image id, diagnosis, lesion id) rows.
+
+    Each image is a copy of a committed example; ``diagnosis`` is one of the eight ISIC 2019 columns
+    or UNK; an empty lesion id is left empty, as for the older archive images.
+    """
+    columns = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"]
+    images = folder / "ISIC_2019_Training_Input"
+    images.mkdir(parents=True)
+    sources = sorted((EXAMPLES / "images").iterdir())
+    for i, (image_id, _, _) in enumerate(rows):
+        (images / f"{image_id}.jpg").write_bytes(sources[i % len(sources)].read_bytes())
+    with open(folder / "ISIC_2019_Training_GroundTruth.csv", "w") as f:
+        f.write("image," + ",".join(columns) + "\n")
+        for image_id, diagnosis, _ in rows:
+            f.write(image_id + "," + ",".join("1.0" if c == diagnosis else "0.0" for c in columns) + "\n")
+    with open(folder / "ISIC_2019_Training_Metadata.csv", "w") as f:
+        f.write("image,age_approx,anatom_site_general,lesion_id,sex\n")
+        f.writelines(f"{image_id},50,back,{lesion},female\n" for image_id, _, lesion in rows)
+    return folder
+
+
+@pytest.fixture
+def isic2019_dir(tmp_path) -> Path:
+    """A small ISIC 2019 folder: BCN lesions with several images, MSK, archive images without lesion id."""
+    codes = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC"]
+    rows = []
+    for i in range(40):  # 40 BCN lesions of two images each, every diagnosis
+        rows += [(f"ISIC_99{i:03d}{k}", codes[i % len(codes)], f"BCN_{i:07d}") for k in range(2)]
+    rows += [(f"ISIC_98{i:04d}", ["MEL", "NV", "BKL"][i % 3], f"MSK4_{i:03d}") for i in range(6)]
+    rows += [(f"ISIC_97{i:04d}_downsampled", "NV", "") for i in range(4)]
+    rows += [("ISIC_9600000", "UNK", "")]
+    return write_isic2019(tmp_path / "isic2019", rows)

@@ -9,11 +9,11 @@ from PIL import Image
 
 from classifier.models import LesionClass
 from classifier.serializers import PredictionSerializer, prediction_data
-from classifier.services import ImageUpload, prediction_create
+from classifier.services import ImageUpload, model_describe, prediction_create
 from ml import CLASS_CODES, preprocessing
+from ml.negatives import non_lesion_images
 from tests.classifier.conftest import upload
 from tests.conftest import image_bytes
-from tests.non_lesion import non_lesion_images
 
 pytestmark = pytest.mark.django_db
 
@@ -24,7 +24,17 @@ def test_prediction_contract(client, example_image, settings):
     assert response["Content-Type"] == "application/json"
     assert "no-store" in response["Cache-Control"]
     body = response.json()
-    assert set(body) == {"model", "prediction", "probabilities", "uncertain", "explanation", "disclaimer", "elapsed_ms"}
+    assert set(body) == {
+        "model",
+        "prediction",
+        "probabilities",
+        "uncertain",
+        "risk",
+        "inconclusive",
+        "explanation",
+        "disclaimer",
+        "elapsed_ms",
+    }
     assert body["explanation"] is None
     assert body["model"]["name"] == "SimpleBNConv"
     assert body["model"]["sha256"] == hashlib.sha256(settings.DERMAI_CHECKPOINT.read_bytes()).hexdigest()
@@ -36,6 +46,17 @@ def test_prediction_contract(client, example_image, settings):
     assert body["uncertain"] == (top["probability"] < settings.DERMAI_UNCERTAIN_BELOW)
     assert "not a medical device" in body["disclaimer"]
     assert body["elapsed_ms"] > 0
+
+
+def test_prediction_leads_with_the_grouped_risk_and_the_inconclusive_rule(client, example_image):
+    body = client.post(reverse("api-predictions"), {"image": upload(example_image)}).json()
+    by_code = {p["code"]: p["probability"] for p in body["probabilities"]}
+    policy = model_describe()["triage"]["policy"]
+    risk = body["risk"]
+    assert risk["probability"] == pytest.approx(by_code["MEL"] + by_code["BCC"] + by_code["AKIEC"], abs=1e-6)
+    assert risk["threshold"] == policy["refer_at"]
+    assert risk["refer"] == (risk["probability"] >= policy["refer_at"])
+    assert body["inconclusive"] == (body["prediction"]["probability"] < policy["inconclusive_below"])
 
 
 def _error(response, status, code):

@@ -6,11 +6,14 @@ from http import HTTPStatus
 import pytest
 from django.urls import reverse
 
+from classifier import services
 from classifier.models import LesionClass
+from classifier.views import BATCH_CSV_EXTRA
 from ml import CLASS_CODES
+from ml.negatives import non_lesion_images
+from ml.triage import TriagePolicy
 from tests.classifier.conftest import upload
 from tests.conftest import image_bytes
-from tests.non_lesion import non_lesion_images
 
 pytestmark = pytest.mark.django_db
 
@@ -31,25 +34,47 @@ def test_a_good_image_shows_seven_probabilities_and_the_database_descriptions(cl
     response = client.post(reverse("home"), {"image": upload(example_image)})
     assert response.status_code == HTTPStatus.OK
     html = response.content.decode()
-    assert html.count('<span class="value">') == 7  # the chart, readable as text
+    assert html.count('class="bar-row"') == 7  # the chart, readable as text
     result = response.context["result"]
     assert len(result.probabilities) == 7
     assert sum(p.probability for p in result.probabilities) == pytest.approx(1.0, abs=1e-5)
     assert "Edited in the admin: a firm little bump." in html
-    assert "%" in html and result.prediction.name in html
+    assert f"cancer or a precancer: {result.risk.percent} %" in html  # the triage card leads
+    assert [p.code for p in result.top3] == [p.code for p in result.ranked[:3]]
+    for p in result.top3:
+        assert f'{p.name} <span class="code-inline">({p.code})</span>' in html
     assert html.count("data:image/png;base64,") == 2  # the image as the model saw it, and its Grad-CAM
     assert "Grad-CAM" in html
     assert "not a medical device" in html
     assert "no-store" in response["Cache-Control"]
 
 
-def test_the_uncertain_notice_follows_the_documented_threshold(client, example_image, settings):
-    settings.DERMAI_UNCERTAIN_BELOW = 1.01  # every answer is below: the notice must show
+@pytest.mark.parametrize(
+    ("policy", "shown", "hidden"),
+    [
+        (
+            TriagePolicy(refer_at=0.0, inconclusive_below=1.01),
+            ["Inconclusive", "Show this lesion to a dermatologist."],
+            ["Most likely:"],
+        ),
+        (
+            TriagePolicy(refer_at=1.01, inconclusive_below=0.0),
+            ["Most likely:", "This does not rule out cancer."],
+            ["Inconclusive", "Show this lesion"],
+        ),
+    ],
+    ids=["inconclusive-and-refer", "named-and-not-referred"],
+)
+def test_the_card_follows_the_triage_policy(client, example_image, monkeypatch, policy, shown, hidden):
+    monkeypatch.setattr(services, "triage_get", lambda: {"policy": policy, "measured": {}})
     html = client.post(reverse("home"), {"image": upload(example_image)}).content.decode()
-    assert "The model is uncertain." in html
-    settings.DERMAI_UNCERTAIN_BELOW = 0.0
-    html = client.post(reverse("home"), {"image": upload(example_image)}).content.decode()
-    assert "The model is uncertain." not in html
+    for text in shown:
+        assert text in html
+    for text in hidden:
+        assert text not in html
+    if policy.inconclusive_below > 1:  # no red or green verdict on an inconclusive card
+        card = html.split('class="triage-card', 1)[1].split("</article>", 1)[0]
+        assert "category-malignant" not in card and "category-benign" not in card
 
 
 @pytest.mark.parametrize(
@@ -107,15 +132,24 @@ def test_several_images_give_a_batch_table_with_a_csv_and_per_file_errors(client
     assert response.status_code == HTTPStatus.OK
     html = response.content.decode()
     items = response.context["items"]
-    assert [i.name for i in items] == [p.name for p in good] + ["notes.jpg"]
-    assert all(i.result is not None for i in items[:3])
-    assert items[3].error.code == "unsupported_format"
+    assert sorted(i.name for i in items[:3]) == sorted(p.name for p in good)
+    risks = [i.result.risk.probability for i in items[:3]]
+    assert risks == sorted(risks, reverse=True)  # highest risk first
+    assert items[3].name == "notes.jpg" and items[3].error.code == "unsupported_format"
     assert "Unsupported file type" in html
     assert 'download="dermai-predictions.csv"' in html
     csv_text = base64.b64decode(response.context["csv_data_uri"].split(",", 1)[1]).decode()
-    rows = list(csv.reader(io.StringIO(csv_text)))
-    assert rows[0] == ["image", *CLASS_CODES, "prediction"]
-    assert [r[0] for r in rows[1:]] == [p.stem for p in good]
+    rows = list(csv.DictReader(io.StringIO(csv_text)))
+    assert list(rows[0]) == ["image", *CLASS_CODES, *BATCH_CSV_EXTRA]
+    assert [r["image"] for r in rows] == [p.stem for p in good] + ["notes"]  # upload order, every file
+    assert rows[3]["error"] == "unsupported_format" and rows[3]["MEL"] == ""
+    by_name = {i.name: i.result for i in items[:3]}
+    for row in rows[:3]:
+        result = by_name[row["image"] + ".jpg"]
+        assert float(row["risk"]) == pytest.approx(result.risk.probability, abs=1e-6)
+        assert row["inconclusive"] == str(int(result.inconclusive))
+        assert row["category"] == result.prediction.category
+        assert row["model_version"] == result.model.version
     assert "no-store" in response["Cache-Control"]
 
 
@@ -138,4 +172,4 @@ def test_a_document_is_refused_with_a_clear_message(client):
     data = next(d for k, d in non_lesion_images(per_kind=1) if k == "document")
     response = client.post(reverse("home"), {"image": upload(data, "letter.png")})
     assert response.status_code == HTTPStatus.BAD_REQUEST
-    assert "does not look like a dermatoscopic photo" in response.content.decode()
+    assert "does not look like a dermatoscopic image" in response.content.decode()

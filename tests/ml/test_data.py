@@ -4,7 +4,16 @@ import shutil
 import pytest
 
 from ml import CLASS_CODES
-from ml.data import DataError, Sample, class_counts, read_samples, split_by_lesion
+from ml.data import (
+    DataError,
+    Sample,
+    class_counts,
+    read_samples,
+    read_sources,
+    source_counts,
+    split_by_lesion,
+    split_sources,
+)
 
 
 def _samples(n_lesions: int = 300) -> list[Sample]:
@@ -77,3 +86,43 @@ def test_missing_images_are_reported(examples_dir, tmp_path):
     shutil.copy(examples_dir / "HAM10000_metadata.csv", tmp_path)
     with pytest.raises(FileNotFoundError, match="14 labelled images are missing"):
         read_samples(tmp_path)
+
+
+def test_reads_the_isic_2019_layout(isic2019_dir):
+    samples = {s.image_id: s for s in read_samples(isic2019_dir)}
+    assert "ISIC_9600000" not in samples  # UNK is dropped
+    assert len(samples) == 80 + 6 + 4
+    codes = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC"]
+    expected = {"AK": "AKIEC", "SCC": "AKIEC"}
+    for i in range(40):
+        sample = samples[f"ISIC_99{i:03d}0"]
+        assert CLASS_CODES[sample.label] == expected.get(codes[i % 8], codes[i % 8])
+        assert sample.lesion_id == f"BCN_{i:07d}" and sample.source == "BCN_20000"
+    archive = samples["ISIC_970000_downsampled"]
+    assert archive.lesion_id == archive.image_id  # no lesion id: its own lesion
+    assert archive.source == "ISIC archive"
+    assert samples["ISIC_980000"].source == "MSK"
+
+
+def test_split_sources_keeps_the_first_sources_split_and_holds_out_bcn_lesions(examples_dir, isic2019_dir):
+    ham = read_samples(examples_dir)
+    splits = split_sources(read_sources([examples_dir, isic2019_dir]), val_fraction=0.2, seed=0)
+    assert (splits.train[: len(split_by_lesion(ham)[0])], splits.val) == split_by_lesion(ham)  # as without ISIC
+    assert {s.source for s in splits.external} == {"BCN_20000"}
+    external_lesions = {s.lesion_id for s in splits.external}
+    assert external_lesions and not external_lesions & {s.lesion_id for s in splits.train}
+    assert not {s.lesion_id for s in splits.val} & {s.lesion_id for s in splits.train}
+    assert len(splits.train) + len(splits.val) + len(splits.external) == 14 + 90
+    assert {"MSK", "ISIC archive"} <= {s.source for s in splits.train}
+
+
+def test_source_counts_count_each_class_per_source(examples_dir, isic2019_dir):
+    counts = source_counts(read_sources([examples_dir, isic2019_dir]))
+    assert counts["HAM10000"] == dict.fromkeys(CLASS_CODES, 2)
+    assert counts["BCN_20000"]["AKIEC"] == 20  # AK and SCC lesions, two images each
+    assert sum(counts["ISIC archive"].values()) == 4
+
+
+def test_the_same_image_in_two_folders_is_refused(examples_dir):
+    with pytest.raises(DataError, match="occurs in more than one"):
+        read_sources([examples_dir, examples_dir])

@@ -4,7 +4,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from ml import SHIPPED_CHECKPOINT
-from ml.explain import grad_cam, jet, overlay
+from ml.explain import grad_cam, overlay, viridis
 from ml.predict import Predictor
 from ml.preprocessing import normalize
 
@@ -50,8 +50,27 @@ def test_overlay_keeps_the_image_shape_and_type():
     assert not torch.equal(blended[:, 2, 2], blended[:, 6, 6])
 
 
-def test_jet_runs_from_blue_to_red():
-    colours = jet(torch.tensor([[0.0, 0.5, 1.0]]))
-    assert colours[:, 0, 0].tolist() == [0.0, 0.0, 0.5]  # dark blue
-    assert colours[:, 0, 1].tolist() == [0.5, 1.0, 0.5]  # green-ish middle
-    assert colours[:, 0, 2].tolist() == [0.5, 0.0, 0.0]  # dark red
+def test_viridis_runs_from_dark_purple_to_yellow_and_gets_lighter():
+    values = torch.linspace(0, 1, 11).view(1, 11)
+    colours = viridis(values)
+    assert [round(255 * c) for c in colours[:, 0, 0].tolist()] == [68, 1, 84]
+    assert [round(255 * c) for c in colours[:, 0, -1].tolist()] == [253, 231, 37]
+    lightness = (colours * torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(0)[0]
+    assert bool((lightness[1:] > lightness[:-1]).all())  # perceptually ordered, unlike jet
+
+
+def test_overlay_leaves_the_image_untouched_below_the_threshold():
+    pixels = torch.randint(0, 256, (3, 8, 8), dtype=torch.uint8)
+    cam = torch.zeros(8, 8)
+    cam[:4] = 0.1  # below the threshold
+    cam[4:] = 0.9
+    blended = overlay(pixels, cam, threshold=0.25)
+    assert torch.equal(blended[:, :4], pixels[:, :4])
+    assert not torch.equal(blended[:, 4:], pixels[:, 4:])
+
+
+def test_predictor_explain_returns_an_overlay_of_the_model_input():
+    predictor = Predictor(SHIPPED_CHECKPOINT)
+    pixels = predictor.prepare(_lesion_at(200, 150))
+    explained = predictor.explain(pixels, target=0)
+    assert explained.shape == pixels.shape and explained.dtype == torch.uint8

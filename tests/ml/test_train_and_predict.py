@@ -15,14 +15,6 @@ from ml.predict import Predictor
 from ml.predict import main as predict_main
 from ml.preprocessing import PreprocessConfig
 from ml.train import TrainConfig, distillation_loss, rank_share, train
-from tests.conftest import EXAMPLES
-
-
-@pytest.fixture(scope="module")
-def trained_checkpoint(tmp_path_factory):
-    out = tmp_path_factory.mktemp("run") / "tiny.pt"
-    train(data=EXAMPLES, out=out, config=TrainConfig(epochs=2, batch_size=4, seed=0))
-    return out
 
 
 def test_training_writes_a_checkpoint_that_loads_safely(trained_checkpoint):
@@ -144,11 +136,11 @@ def test_evaluate_cli_writes_report_plots_and_records_them(trained_checkpoint, e
     assert evaluate_main([*args, "--out", str(tmp_path / "reports"), "--record"]) == 0
     printed = capsys.readouterr().out
     assert "BMA" in printed and "confusion matrix" in printed
-    report = json.loads((tmp_path / "reports" / "tiny_all_tta.json").read_text())
+    report = json.loads((tmp_path / "reports" / "tiny_all_tta.json").read_text())["sets"]["all"]
     assert report["n"] == 14
     assert set(report["per_class"]) == set(CLASS_CODES)
     assert sum(map(sum, report["confusion_matrix"])) == 14
-    for plot in ("tiny_all_tta_confusion.png", "tiny_all_tta_reliability.png"):
+    for plot in ("tiny_all_tta_all_confusion.png", "tiny_all_tta_all_reliability.png"):
         assert (tmp_path / "reports" / plot).read_bytes().startswith(b"\x89PNG")
     recorded = load_checkpoint(checkpoint).meta["metrics"]["evaluation"]["all_tta"]
     assert recorded["balanced_accuracy"] == report["balanced_accuracy"]
@@ -157,8 +149,8 @@ def test_evaluate_cli_writes_report_plots_and_records_them(trained_checkpoint, e
 def test_evaluate_cli_compares_with_a_baseline_on_the_same_images(trained_checkpoint, examples_dir, tmp_path, capsys):
     args = ["--data", str(examples_dir), "--checkpoint", str(trained_checkpoint), "--split", "all"]
     assert evaluate_main([*args, "--baseline", str(trained_checkpoint), "--out", str(tmp_path)]) == 0
-    assert "difference +0.0000, paired 95 % interval +0.000 to +0.000 — no clear difference" in capsys.readouterr().out
-    report = json.loads((tmp_path / f"{trained_checkpoint.stem}_all.json").read_text())
+    assert "+0.000 (+0.000..+0.000) no clear diff." in capsys.readouterr().out
+    report = json.loads((tmp_path / f"{trained_checkpoint.stem}_all.json").read_text())["sets"]["all"]
     assert report["baseline"]["balanced_accuracy"] == report["balanced_accuracy"]
 
 

@@ -1,4 +1,4 @@
-"""Generated images that are clearly not dermatoscopic photos: the out-of-scope guard must refuse them."""
+"""Generated images that are not dermatoscopic photos: negatives for the gate, and for tests."""
 
 import io
 import random
@@ -60,19 +60,46 @@ def screenshot(rng: random.Random) -> Image.Image:
     return image
 
 
+def uniform_noise(rng: random.Random) -> Image.Image:
+    w, h = rng.choice(SIZES)
+    return Image.fromarray(np.random.default_rng(rng.randrange(2**32)).integers(0, 256, (h, w, 3), dtype=np.uint8))
+
+
+def gaussian_noise(rng: random.Random) -> Image.Image:
+    w, h = rng.choice(SIZES)
+    noise = np.random.default_rng(rng.randrange(2**32)).normal(np.array(_colour(rng)), rng.uniform(10, 80), (h, w, 3))
+    return Image.fromarray(noise.clip(0, 255).astype(np.uint8))
+
+
+def blotches(rng: random.Random) -> Image.Image:
+    """Smooth random colour fields: noise enlarged from a few pixels, neither texture nor graphic."""
+    w, h = rng.choice(SIZES)
+    cells = np.random.default_rng(rng.randrange(2**32)).integers(0, 256, (rng.randint(2, 12), rng.randint(2, 12), 3))
+    return Image.fromarray(cells.astype(np.uint8)).resize((w, h), Image.Resampling.BICUBIC)
+
+
+# Graphics the cheap guard refuses by their statistics; noise only the gate refuses.
+GRAPHICS = ("document", "flat", "gradient", "checkerboard", "screenshot")
+NOISE = ("uniform_noise", "gaussian_noise", "blotches")
 KINDS = {
     "document": document,
     "flat": flat,
     "gradient": gradient,
     "checkerboard": checkerboard,
     "screenshot": screenshot,
+    "uniform_noise": uniform_noise,
+    "gaussian_noise": gaussian_noise,
+    "blotches": blotches,
 }
 
 
-def non_lesion_images(per_kind: int, *, seed: int = 0) -> Iterator[tuple[str, bytes]]:
+def non_lesion_images(
+    per_kind: int, *, seed: int = 0, kinds: tuple[str, ...] = tuple(KINDS)
+) -> Iterator[tuple[str, bytes]]:
     """(kind, encoded bytes) pairs, each image saved as PNG or as JPEG at a random quality."""
     rng = random.Random(seed)
-    for kind, make in KINDS.items():
+    for kind in kinds:
+        make = KINDS[kind]
         for _ in range(per_kind):
             buffer = io.BytesIO()
             if rng.random() < 0.5:
