@@ -148,6 +148,23 @@ def test_openapi_schema_and_docs(client):
     assert b"swagger-ui" in docs.content
 
 
+def test_openapi_declares_uploads_as_binary_files_and_the_triage_fields(client):
+    schema = client.get(reverse("schema"), HTTP_ACCEPT="application/json").json()
+
+    def request_schema(path):
+        ref = schema["paths"][path]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
+        return schema["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]
+
+    assert request_schema("/api/v1/predictions/")["image"] == {
+        **request_schema("/api/v1/predictions/")["image"],
+        "type": "string",
+        "format": "binary",
+    }
+    assert request_schema("/api/v1/predictions/batch/")["images"]["items"]["format"] == "binary"
+    prediction = schema["components"]["schemas"]["Prediction"]["properties"]
+    assert {"risk", "inconclusive"} <= set(prediction)
+
+
 def test_explain_returns_a_grad_cam_png(client, example_image):
     response = client.post(reverse("api-predictions") + "?explain=1", {"image": upload(example_image)})
     assert response.status_code == HTTPStatus.OK

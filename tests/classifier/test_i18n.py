@@ -70,3 +70,13 @@ def test_a_missing_translation_falls_back_to_english(client):
     LesionClassTranslation.objects.filter(lesion_class__code="VASC").delete()
     body = client.get(reverse("api-classes"), HTTP_ACCEPT_LANGUAGE="es").json()
     assert body["classes"][6]["name"] == "Vascular lesion"
+
+
+def test_spanish_result_numbers_use_a_decimal_comma(client, example_image):
+    response = client.post(reverse("home"), {"image": upload(example_image)}, HTTP_ACCEPT_LANGUAGE="es")
+    html = response.content.decode()
+    result = response.context["result"]
+    percent = f"{result.risk.percent:.1f}".replace(".", ",")
+    assert f"cáncer de piel o de lesión precancerosa: {percent} %" in html
+    top = result.ranked[0]
+    assert f'<span class="value">{top.percent:.1f} %'.replace(".", ",", 1) in html
