@@ -15,7 +15,7 @@ from django.templatetags.static import static
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_safe
 from rest_framework.throttling import AnonRateThrottle
 
 from classifier.forms import UploadForm
@@ -147,13 +147,13 @@ def about(request: HttpRequest) -> HttpResponse:
     return render(request, "classifier/about.html", context)
 
 
-@require_GET
+@require_safe
 def healthz(request: HttpRequest) -> JsonResponse:
     """Liveness: the process answers."""
     return JsonResponse({"status": "ok"})
 
 
-@require_GET
+@require_safe
 def readyz(request: HttpRequest) -> JsonResponse:
     """Readiness: the model is loaded and can answer."""
     if model_ready():

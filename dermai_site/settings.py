@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.utils import get_random_secret_key
 
 from ml import SHIPPED_CHECKPOINT
@@ -23,22 +24,31 @@ def _local_secret_key(path: Path) -> str:
 
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
+# HTTPS hardening: on with DJANGO_SECURE=true (production), off for the plain-HTTP local run.
+SECURE = env.bool("DJANGO_SECURE", default=False)
+if SECURE and not env.str("DJANGO_SECRET_KEY", default=""):
+    # A key generated per host would sign sessions and CSRF tokens that other hosts reject.
+    raise ImproperlyConfigured("DJANGO_SECURE=true needs DJANGO_SECRET_KEY: set one secret shared by every host")
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or _local_secret_key(VAR_DIR / "secret_key")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
-# HTTPS hardening: on with DJANGO_SECURE=true (production), off for the plain-HTTP local run.
-SECURE = env.bool("DJANGO_SECURE", default=False)
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=SECURE)  # false behind a TLS proxy
 SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31536000 if SECURE else 0)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE
-SECURE_HSTS_PRELOAD = SECURE
-SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE
+# Both bind every subdomain (and, preloaded, every browser) to HTTPS for years: opt in knowingly.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = LANGUAGE_COOKIE_SECURE = SECURE
+LANGUAGE_COOKIE_SAMESITE = "Lax"
+LANGUAGE_COOKIE_HTTPONLY = True
 SECURE_REFERRER_POLICY = "same-origin"
 # Behind a proxy that terminates TLS, e.g. DJANGO_SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO,https
 SECURE_PROXY_SSL_HEADER = tuple(env.list("DJANGO_SECURE_PROXY_SSL_HEADER", default=[])) or None
-if SECURE and not SECURE_SSL_REDIRECT:
-    SILENCED_SYSTEM_CHECKS = ["security.W008"]  # the proxy redirects to HTTPS instead
+SILENCED_SYSTEM_CHECKS = [
+    *(["security.W008"] if SECURE and not SECURE_SSL_REDIRECT else []),  # the proxy redirects to HTTPS instead
+    *([] if SECURE_HSTS_INCLUDE_SUBDOMAINS else ["security.W005"]),  # opt-in, see above
+    *([] if SECURE_HSTS_PRELOAD else ["security.W021"]),
+]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -93,6 +103,14 @@ DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR 
 # Keep each worker's connection open between requests (checked before reuse) rather than reconnecting.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The shared cache writes on every request from several workers: write-ahead logging lets
+    # readers carry on, and a writer waits for the lock instead of failing.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -149,11 +167,11 @@ REST_FRAMEWORK = {
     "NUM_PROXIES": env.int("DERMAI_NUM_PROXIES", default=0),
 }
 
-# The throttle counts requests in this cache, and the class texts are kept in it (see
-# classifier.services.class_contents_get). The default is per process; with several gunicorn
-# workers set a shared one, e.g. CACHE_URL=redis://127.0.0.1:6379/0 or CACHE_URL=dbcache://dermai_cache
-# (then run `manage.py createcachetable`).
-CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+# The throttle counts requests in this cache, and the class texts and example results are kept in
+# it. It must be shared by every worker (one budget per client, admin edits seen at once): by
+# default a table of the default database (`make run` creates it with `createcachetable`); for
+# several hosts Redis, e.g. CACHE_URL=redis://127.0.0.1:6379/0.
+CACHES = {"default": env.cache_url("CACHE_URL", default="dbcache://dermai_cache")}
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "DermAI API",

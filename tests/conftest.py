@@ -26,8 +26,13 @@ def image_bytes(*, mode: str = "RGB", size: tuple[int, int] = (200, 150), fmt: s
 
 
 @pytest.fixture(autouse=True)
-def fresh_cache():
-    # The throttle's counts and the cached class texts: every test starts without them.
+def fresh_cache(request):
+    # The throttle's counts, the cached class texts and example results: every test starts without
+    # them. The cache is a database table, so only tests with a database use it.
+    marker = request.node.get_closest_marker("django_db")
+    if marker is None:
+        return
+    request.getfixturevalue("transactional_db" if marker.kwargs.get("transaction") else "db")
     from django.core.cache import cache
 
     cache.clear()

@@ -9,6 +9,11 @@ def test_liveness(client):
     assert response.json() == {"status": "ok"}
 
 
+def test_probes_answer_head_requests(client):
+    assert client.head("/healthz").status_code == HTTPStatus.OK
+    assert client.head("/readyz").status_code == HTTPStatus.OK
+
+
 def test_readiness_when_the_model_loads(client):
     assert client.get("/readyz").status_code == HTTPStatus.OK
 

@@ -34,6 +34,36 @@ def test_deploy_checks_pass_behind_a_tls_proxy():
     assert result.returncode == 0, result.stderr
 
 
+def test_production_settings_refuse_to_start_without_a_secret_key():
+    environment = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE")}
+    command = [sys.executable, "manage.py", "check"]
+    result = subprocess.run(
+        command, cwd=ROOT, env={**environment, "DJANGO_SECURE": "true"}, capture_output=True, text=True
+    )
+    assert result.returncode != 0
+    assert "DJANGO_SECURE=true needs DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_hsts_subdomains_and_preload_are_opt_in():
+    result = _deploy_check(
+        DJANGO_SECURE="true",
+        DJANGO_ALLOWED_HOSTS="dermai.example.org",
+        DJANGO_SECURE_HSTS_PRELOAD="true",
+        DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS="true",
+    )
+    assert result.returncode == 0, result.stderr
+    command = [
+        sys.executable,
+        "-c",
+        "from django.conf import settings as s; print(s.SECURE_HSTS_PRELOAD, s.SECURE_HSTS_INCLUDE_SUBDOMAINS)",
+    ]
+    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "dermai_site.settings", "DJANGO_SECRET_KEY": "x" * 50}
+    default = subprocess.run(
+        command, cwd=ROOT, env={**environment, "DJANGO_SECURE": "true"}, capture_output=True, text=True
+    )
+    assert default.stdout.split() == ["False", "False"]
+
+
 def test_deploy_checks_flag_the_local_defaults():
     result = _deploy_check()
     assert result.returncode != 0
