@@ -12,6 +12,9 @@ graceful_timeout = 20
 max_requests = 2000  # recycle workers now and then
 max_requests_jitter = 200
 accesslog = "-"
+# The control socket defaults to one path per user (~/.gunicorn/gunicorn.ctl): a second instance on
+# the same host would take it over from the first. DermAI needs no runtime control interface.
+control_socket_disable = True
 wsgi_app = "dermai_site.wsgi:application"
 # Import Django and torch once in the master; the workers fork from it and share those pages
 # (torch alone is ~500 MB resident). No tensor work runs before the fork: each worker sets its
@@ -20,10 +23,24 @@ preload_app = True
 
 
 def post_worker_init(worker):
-    """Load the model before the worker takes traffic, so /readyz answers truthfully from the start."""
+    """Load the model before the worker takes traffic, so /readyz answers truthfully from the start.
+
+    A checkpoint that cannot be loaded stops the whole server with one clear line, rather than
+    workers that boot, fail and boot again.
+    """
+    import sys
+
+    from classifier.errors import PredictionError
     from classifier.services import predictor_get
 
-    predictor_get()
+    try:
+        predictor_get()
+    except PredictionError:
+        worker.log.error(
+            "DermAI cannot start: the model checkpoint %s cannot be loaded",
+            os.environ.get("DERMAI_CHECKPOINT", "ml/weights (the shipped one)"),
+        )
+        sys.exit(3)  # gunicorn's "worker failed to boot": the master stops instead of respawning
 
 
 def post_fork(server, worker):

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from classifier.errors import DISCLAIMER, ERRORS, PredictionError, error_body
 from classifier.serializers import (
     BatchInputSerializer,
     BatchItemSerializer,
@@ -25,9 +26,7 @@ from classifier.serializers import (
     prediction_data,
 )
 from classifier.services import (
-    DISCLAIMER,
     ImageUpload,
-    PredictionError,
     class_contents_get,
     model_describe,
     model_info_get,
@@ -35,16 +34,6 @@ from classifier.services import (
     predictions_create,
 )
 
-# Error code → HTTP status. Codes are part of the API contract: never rename one.
-STATUS_BY_CODE = {
-    "missing_file": HTTPStatus.BAD_REQUEST,
-    "too_many_files": HTTPStatus.BAD_REQUEST,
-    "invalid_image": HTTPStatus.BAD_REQUEST,
-    "unsupported_format": HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-    "too_large": HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-    "too_many_pixels": HTTPStatus.UNPROCESSABLE_ENTITY,
-    "out_of_scope": HTTPStatus.UNPROCESSABLE_ENTITY,
-}
 # DRF's own validation codes for the file fields, as API error codes; any other field's error is
 # an invalid_parameter.
 FILE_FIELDS = ("image", "images")
@@ -55,12 +44,12 @@ VALIDATION_CODES = {
     "not_a_list": "missing_file",
     "empty": "invalid_image",
 }
-ERRORS = {status: OpenApiResponse(ErrorSerializer) for status in (400, 413, 415, 422)}
+ERROR_RESPONSES = {status: OpenApiResponse(ErrorSerializer) for status in (400, 411, 413, 415, 422, 429, 503)}
 NO_STORE = {"Cache-Control": "no-store"}
 
 
 def error_response(code: str, message: str, status: int) -> Response:
-    return Response({"error": {"code": code, "message": message}, "disclaimer": str(DISCLAIMER)}, status=status)
+    return Response(error_body(code, message), status=status)
 
 
 def exception_handler(exc, context):
@@ -68,15 +57,16 @@ def exception_handler(exc, context):
     if isinstance(exc, TooManyFilesSent):  # past DATA_UPLOAD_MAX_NUMBER_FILES, while parsing the body
         exc = PredictionError("too_many_files")
     if isinstance(exc, PredictionError):
-        return error_response(exc.code, exc.message, STATUS_BY_CODE.get(exc.code, HTTPStatus.BAD_REQUEST))
+        return error_response(exc.code, exc.message, exc.status)
     if isinstance(exc, exceptions.ValidationError) and isinstance(exc.detail, dict):
         field, errors = next(iter(exc.detail.items()))
         first = errors[0] if isinstance(errors, list) else next(iter(errors.values()))[0]
         code = VALIDATION_CODES.get(first.code, first.code) if field in FILE_FIELDS else "invalid_parameter"
-        return error_response(code, f"{field}: {first}", STATUS_BY_CODE.get(code, HTTPStatus.BAD_REQUEST))
+        status = ERRORS[code][0] if code in ERRORS else HTTPStatus.BAD_REQUEST
+        return error_response(code, f"{field}: {first}", status)
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, exceptions.APIException):
-        response.data = {"error": {"code": exc.default_code, "message": str(exc.detail)}, "disclaimer": str(DISCLAIMER)}
+        response.data = error_body(exc.default_code, str(exc.detail))
     return response
 
 
@@ -86,7 +76,7 @@ class PredictionCreateView(APIView):
     @extend_schema(
         request={"multipart/form-data": PredictionInputSerializer},
         parameters=[PredictionQuerySerializer],
-        responses={200: PredictionSerializer, **ERRORS},
+        responses={200: PredictionSerializer, **ERROR_RESPONSES},
         summary="Classify one dermatoscopic image",
     )
     def post(self, request: Request) -> Response:
@@ -106,7 +96,7 @@ class BatchPredictionCreateView(APIView):
 
     @extend_schema(
         request={"multipart/form-data": BatchInputSerializer},
-        responses={200: BatchSerializer, **ERRORS},
+        responses={200: BatchSerializer, **ERROR_RESPONSES},
         summary="Classify several images in one batched pass; a bad file becomes a per-item error",
     )
     def post(self, request: Request) -> Response:

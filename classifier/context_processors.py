@@ -1,6 +1,6 @@
 """Template context shared by every page."""
 
-from classifier.services import DISCLAIMER
+from classifier.errors import DISCLAIMER
 
 
 def site(request):

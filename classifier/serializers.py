@@ -9,8 +9,9 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from classifier.errors import DISCLAIMER
 from classifier.models import LesionClass
-from classifier.services import DISCLAIMER, ClassProbability, PredictionResult
+from classifier.services import ClassProbability, PredictionResult
 
 
 class PredictionInputSerializer(serializers.Serializer):
@@ -23,7 +24,7 @@ class PredictionQuerySerializer(serializers.Serializer):
 
 class BatchInputSerializer(serializers.Serializer):
     images = serializers.ListField(
-        child=serializers.FileField(),
+        child=serializers.FileField(allow_empty_file=True),  # an empty file is that item's error, not the batch's
         allow_empty=False,
         help_text=_("Up to DERMAI_MAX_BATCH_FILES photos (20 by default); repeat the field once per file."),
     )

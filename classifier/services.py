@@ -16,53 +16,18 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.utils.translation import get_language
-from django.utils.translation import gettext_lazy as _
 from PIL import Image
 
+from classifier.errors import PredictionError
 from classifier.models import LesionClass
 from classifier.uploads import max_file_bytes
 from ml import CLASS_CODES
 from ml.checkpoint import CheckpointError
 from ml.predict import Predictor
-from ml.preprocessing import MAX_PIXELS, ImageError, resize
+from ml.preprocessing import ImageError, resize
 from ml.triage import UNMEASURED_POLICY, TriagePolicy, risk
 
 logger = logging.getLogger(__name__)
-
-DISCLAIMER = _(
-    "DermAI is for education and research only. It is not a medical device, does not diagnose, "
-    "and must not replace a doctor. Anyone worried about a skin lesion should see a dermatologist."
-)
-
-
-# What a visitor reads for each error code, in their language. The codes are the API contract.
-ERROR_MESSAGES = {
-    "missing_file": _("No image was sent."),
-    "too_many_files": _("Too many files: send one image, or at most %(n)s as a batch."),
-    "invalid_image": _("The image data is empty, corrupt or truncated."),
-    "unsupported_format": _("Unsupported file type: send a JPEG, PNG or WebP image."),
-    "too_large": _("The image is larger than the %(mb)s MB limit."),
-    "too_many_pixels": _("The image has more than %(megapixels)s megapixels; send a smaller photo."),
-    "out_of_scope": _(
-        "This does not look like a dermatoscopic image of a skin lesion. DermAI only reads close-ups "
-        "taken through a dermatoscope; it refuses other photos rather than guess."
-    ),
-    "unknown_example": _("There is no such example image."),
-}
-
-
-class PredictionError(Exception):
-    """An upload that cannot be classified, with a stable ``code`` and a human ``message``."""
-
-    def __init__(self, code: str) -> None:
-        limits = {
-            "n": settings.DERMAI_MAX_BATCH_FILES,
-            "mb": f"{settings.DERMAI_MAX_UPLOAD_MB:g}",
-            "megapixels": MAX_PIXELS // 1_000_000,
-        }
-        self.code = code
-        self.message = str(ERROR_MESSAGES[code]) % limits
-        super().__init__(self.message)
 
 
 @dataclass(frozen=True)
@@ -189,15 +154,19 @@ def _load(checkpoint: str) -> tuple[Predictor, ModelInfo]:
 
 
 def predictor_get() -> tuple[Predictor, ModelInfo]:
-    """The configured checkpoint, loaded once per process."""
-    return _load(str(settings.DERMAI_CHECKPOINT))
+    """The configured checkpoint, loaded once per process; ``model_unavailable`` when it cannot be."""
+    try:
+        return _load(str(settings.DERMAI_CHECKPOINT))
+    except (OSError, CheckpointError) as error:
+        logger.error("the model cannot be loaded from %s: %s", settings.DERMAI_CHECKPOINT, error)
+        raise PredictionError("model_unavailable") from None
 
 
 def model_ready() -> bool:
     """Whether the configured checkpoint loads (the readiness probe)."""
     try:
         predictor_get()
-    except (OSError, CheckpointError):
+    except PredictionError:
         return False
     return True
 

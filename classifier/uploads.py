@@ -35,6 +35,13 @@ def declared_too_large(request) -> bool:
     return length > max_request_bytes() + MULTIPART_OVERHEAD
 
 
+def unmeasured_body(request) -> bool:
+    """Whether the request sends a body of unannounced length (``Transfer-Encoding: chunked``)."""
+    return "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower() and not request.META.get(
+        "CONTENT_LENGTH"
+    )
+
+
 class MemoryOnlyUploadHandler(FileUploadHandler):
     """Collect uploaded files in RAM and never fall back to a temporary file on disk.
 

@@ -14,10 +14,12 @@ from django.shortcuts import render
 from django.templatetags.static import static
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
+from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_safe
 from rest_framework.throttling import AnonRateThrottle
 
+from classifier.errors import error_body
 from classifier.forms import UploadForm
 from classifier.services import (
     BatchItem,
@@ -100,7 +102,8 @@ def home(request: HttpRequest) -> HttpResponse:
         items = predictions_create(images=uploads, thumbnails=True)
     except PredictionError as error:
         form.add_error("image", error.message)
-        status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE if error.code == "too_large" else HTTPStatus.BAD_REQUEST
+        # A form error is the visitor's to fix (400), unless the upload was too large or the model is down.
+        status = error.status if error.code in ("too_large", "model_unavailable") else HTTPStatus.BAD_REQUEST
         return render_home(request, form, status=status)
     csv_text = batch_csv(items, model_version=model_info_get().version)
     csv_data_uri = "data:text/csv;base64," + base64.b64encode(csv_text.encode()).decode("ascii")
@@ -112,8 +115,12 @@ def home(request: HttpRequest) -> HttpResponse:
 def example(request: HttpRequest, image_id: str) -> HttpResponse:
     try:
         example, result = example_prediction_create(image_id=image_id)
-    except PredictionError:
-        raise Http404("no such example") from None
+    except PredictionError as error:
+        if error.code == "unknown_example":
+            raise Http404("no such example") from None
+        form = UploadForm()
+        form.errors["image"] = form.error_class([error.message])
+        return render_home(request, form, status=error.status)
     return render(request, "classifier/result.html", {"result": result, "example": example})
 
 
@@ -145,6 +152,26 @@ def about(request: HttpRequest) -> HttpResponse:
         "gate_rows": [r for r in (describe["gate"] or {}).get("refused", []) if "(threshold)" not in r["set"]],
     }
     return render(request, "classifier/about.html", context)
+
+
+def _api_error(request: HttpRequest, code: str) -> JsonResponse | None:
+    """The JSON error for a request under /api/, or None for a page (Django's own page then)."""
+    if not request.path.startswith("/api/"):
+        return None
+    error = PredictionError(code)
+    return JsonResponse(error_body(code, error.message), status=error.status)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    return _api_error(request, "bad_request") or defaults.bad_request(request, exception)
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    return _api_error(request, "not_found") or defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    return _api_error(request, "server_error") or defaults.server_error(request)
 
 
 @require_safe

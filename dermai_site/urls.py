@@ -11,3 +11,8 @@ urlpatterns = [
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]
+
+# Under /api/ Django's own errors answer in the API's JSON envelope; elsewhere as pages.
+handler400 = "classifier.views.bad_request"
+handler404 = "classifier.views.not_found"
+handler500 = "classifier.views.server_error"

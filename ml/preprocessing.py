@@ -12,6 +12,16 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP")
 # A 48-megapixel phone photo is 8064×6048; anything beyond this is refused before decoding.
 MAX_PIXELS = 50_000_000
+# JPEG decodes at 1/8 scale when asked (Image.draft), so a large JPEG costs little; PNG and WebP
+# always decode every pixel: their cap bounds a request's memory and time (a 4096×4096 RGB image
+# is 50 MB). Anything bigger is refused before decoding.
+MAX_LOSSLESS_PIXELS = 4096 * 4096
+# A progressive JPEG is decoded once per scan: cameras write about 10; thousands keep a worker
+# busy for seconds per kilobyte. Counting SOS markers is an upper bound (a thumbnail adds its own).
+MAX_JPEG_SCANS = 64
+SOS_MARKER = b"\xff\xda"
+# What the file starts with when it claims to be one of the accepted formats.
+SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
 # Our own check runs first with a clear message; Pillow's guard stays on as a second line.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
@@ -46,6 +56,8 @@ def open_image(data: bytes, *, config: PreprocessConfig = PreprocessConfig()) ->
     try:
         image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except UnidentifiedImageError:
+        if data.startswith(SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
+            raise ImageError("invalid_image", "the image data is truncated or corrupt") from None
         raise ImageError(
             "unsupported_format", "unsupported or unrecognised image format; expected JPEG, PNG or WebP"
         ) from None
@@ -53,8 +65,11 @@ def open_image(data: bytes, *, config: PreprocessConfig = PreprocessConfig()) ->
         raise _too_many_pixels() from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageError("invalid_image", f"the image data is corrupt ({error})") from None
-    if image.width * image.height > MAX_PIXELS:
-        raise _too_many_pixels(image.size)
+    if image.width * image.height > (MAX_PIXELS if image.format == "JPEG" else MAX_LOSSLESS_PIXELS):
+        raise _too_many_pixels(image.size, MAX_PIXELS if image.format == "JPEG" else MAX_LOSSLESS_PIXELS)
+    scans = data.count(SOS_MARKER) if image.format == "JPEG" else 0
+    if scans > MAX_JPEG_SCANS:
+        raise ImageError("too_complex", f"the JPEG has {scans} scans; at most {MAX_JPEG_SCANS} are decoded")
     if getattr(image, "n_frames", 1) > 1:
         raise ImageError("unsupported_format", "animated images are not supported; send a single photo")
     if image.format == "JPEG":
@@ -68,9 +83,9 @@ def open_image(data: bytes, *, config: PreprocessConfig = PreprocessConfig()) ->
     return _to_rgb(image)
 
 
-def _too_many_pixels(size: tuple[int, int] | None = None) -> ImageError:
+def _too_many_pixels(size: tuple[int, int] | None = None, limit: int = MAX_PIXELS) -> ImageError:
     shown = f"{size[0]}×{size[1]} " if size else ""
-    return ImageError("too_many_pixels", f"the image {shown}has more than {MAX_PIXELS:,} pixels")
+    return ImageError("too_many_pixels", f"the image {shown}has more than {limit:,} pixels")
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

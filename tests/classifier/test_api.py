@@ -97,7 +97,7 @@ def test_two_files_in_the_single_endpoint(client, example_image):
 
 
 def test_too_many_pixels(client, monkeypatch):
-    monkeypatch.setattr(preprocessing, "MAX_PIXELS", 100 * 100)
+    monkeypatch.setattr(preprocessing, "MAX_LOSSLESS_PIXELS", 100 * 100)
     data = image_bytes(size=(400, 300), fmt="PNG")
     _error(
         client.post(reverse("api-predictions"), {"image": upload(data, "big.png")}),

@@ -138,3 +138,120 @@ def test_a_raw_body_without_multipart_is_refused(client):
 
 def test_the_bomb_is_small_on_the_wire():
     assert len(_png_bomb()) < 64 * 1024
+
+
+def _scan_bomb(extra_scans: int) -> bytes:
+    """A progressive JPEG of the lesion whose last scan is repeated ``extra_scans`` times."""
+    data = _lesion("RGB", "JPEG", progressive=True, quality=90)
+    last_scan = data.rindex(b"\xff\xda")
+    return data[:-2] + data[last_scan:-2] * extra_scans + b"\xff\xd9"
+
+
+def _zero_png(side: int) -> bytes:
+    """A side×side all-black PNG: a few kilobytes that decode to side² × 3 bytes."""
+    rows = zlib.compress(b"".join(b"\0" + bytes(3 * side) for _ in range(side)), 9)
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", rows) + _chunk(b"IEND", b"")
+
+
+@pytest.mark.django_db
+def test_a_jpeg_scan_bomb_is_refused_before_decoding(client):
+    response = client.post(reverse("api-predictions"), {"image": upload(_scan_bomb(500), "bomb.jpg")})
+    assert response.status_code == HTTPStatus.UNPROCESSABLE_ENTITY
+    assert response.json()["error"]["code"] == "too_complex"
+
+
+@pytest.mark.django_db
+def test_an_ordinary_progressive_jpeg_is_still_read(client):
+    response = client.post(reverse("api-predictions"), {"image": upload(_scan_bomb(0), "progressive.jpg")})
+    assert response.status_code == HTTPStatus.OK, response.content
+
+
+@pytest.mark.django_db
+def test_a_huge_zero_png_is_refused_before_decoding(client):
+    data = _zero_png(5000)  # 25 megapixels in about 25 kB
+    assert len(data) < 100_000
+    response = client.post(reverse("api-predictions"), {"image": upload(data, "zeros.png")})
+    assert response.status_code == HTTPStatus.UNPROCESSABLE_ENTITY
+    assert response.json()["error"]["code"] == "too_many_pixels"
+
+
+@pytest.mark.django_db
+def test_a_truncated_jpeg_is_an_invalid_image_not_an_unsupported_format(client):
+    data = _lesion("RGB", "JPEG")[:20]
+    response = client.post(reverse("api-predictions"), {"image": upload(data, "cut.jpg")})
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response.json()["error"]["code"] == "invalid_image"
+
+
+@pytest.mark.django_db
+def test_a_batch_answers_every_good_file_and_an_error_for_each_bad_one(client):
+    good = LESION.read_bytes()
+    files = [upload(good, "a.jpg"), upload(b"", "empty.jpg"), upload(b"text", "notes.jpg"), upload(good, "b.jpg")]
+    response = client.post(reverse("api-batch"), {"images": files})
+    assert response.status_code == HTTPStatus.OK, response.content
+    results = {item["name"]: item for item in response.json()["results"]}
+    assert "prediction" in results["a.jpg"] and "prediction" in results["b.jpg"]
+    assert results["empty.jpg"]["error"]["code"] == "invalid_image"
+    assert results["notes.jpg"]["error"]["code"] == "unsupported_format"
+
+
+@pytest.mark.django_db
+def test_a_chunked_upload_is_refused_with_length_required(client):
+    response = client.generic(
+        "POST",
+        reverse("api-predictions"),
+        b"",
+        content_type="multipart/form-data; boundary=x",
+        HTTP_TRANSFER_ENCODING="chunked",
+    )
+    assert response.status_code == HTTPStatus.LENGTH_REQUIRED
+    assert response.json()["error"]["code"] == "length_required"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("path", "kwargs", "status", "code"),
+    [
+        ("/api/v1/nothing-here/", {}, HTTPStatus.NOT_FOUND, "not_found"),
+        ("/api/v1/classes/", {"HTTP_HOST": "evil.example"}, HTTPStatus.BAD_REQUEST, "bad_request"),
+    ],
+    ids=["unknown-path", "bad-host"],
+)
+def test_djangos_own_errors_under_the_api_are_json(client, path, kwargs, status, code):
+    response = client.get(path, **kwargs)
+    assert response.status_code == status
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"]["code"] == code
+    assert "not a medical device" in response.json()["disclaimer"]
+
+
+@pytest.mark.django_db
+def test_too_many_fields_under_the_api_is_json(client, settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 5
+    data = {f"field{i}": "x" for i in range(10)} | {"image": upload(LESION.read_bytes())}
+    response = client.post(reverse("api-predictions"), data)
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response["Content-Type"] == "application/json"
+
+
+@pytest.mark.django_db
+def test_an_unreadable_model_is_a_json_503(client, settings, tmp_path):
+    settings.DERMAI_CHECKPOINT = tmp_path / "missing.pt"
+    response = client.post(reverse("api-predictions"), {"image": upload(LESION.read_bytes())})
+    assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
+    assert response.json()["error"]["code"] == "model_unavailable"
+
+
+@pytest.mark.django_db
+def test_a_server_error_under_the_api_is_json(client, monkeypatch):
+    from classifier import api
+
+    def broken(**kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(api, "class_contents_get", broken)
+    client.raise_request_exception = False
+    response = client.get(reverse("api-classes"))
+    assert response.status_code == HTTPStatus.INTERNAL_SERVER_ERROR
+    assert response.json()["error"]["code"] == "server_error"

@@ -100,10 +100,13 @@ def test_bad_input_raises_a_typed_error(data, code):
     assert error.value.message
 
 
-def test_too_many_pixels_is_refused_before_decoding(monkeypatch):
-    monkeypatch.setattr(preprocessing, "MAX_PIXELS", 100 * 100)
+@pytest.mark.parametrize(
+    ("fmt", "limit"), [("PNG", "MAX_LOSSLESS_PIXELS"), ("WEBP", "MAX_LOSSLESS_PIXELS"), ("JPEG", "MAX_PIXELS")]
+)
+def test_too_many_pixels_is_refused_before_decoding(monkeypatch, fmt, limit):
+    monkeypatch.setattr(preprocessing, limit, 100 * 100)
     with pytest.raises(ImageError) as error:
-        preprocess(image_bytes(size=(200, 150), fmt="PNG"))
+        preprocess(image_bytes(size=(200, 150), fmt=fmt))
     assert error.value.code == "too_many_pixels"
     assert "200×150" in error.value.message
 
