@@ -61,6 +61,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
+    "csp",
     "classifier",
 ]
 
@@ -77,6 +79,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: it answers a locked-out admin login
 ]
 
 ROOT_URLCONF = "dermai_site.urls"
@@ -112,6 +116,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Admin logins: django-axes counts failures per user name and address, logs each one, and locks
+# that pair out for an hour after five (AxesStandaloneBackend first, then the usual backend).
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env.int("DERMAI_ADMIN_LOGIN_ATTEMPTS", default=5)
+AXES_COOLOFF_TIME = 1  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -165,6 +177,24 @@ REST_FRAMEWORK = {
     # Reverse proxies in front of gunicorn: 0 counts requests by the socket's address and ignores
     # X-Forwarded-For (which any client can write); behind one proxy (nginx) set 1.
     "NUM_PROXIES": env.int("DERMAI_NUM_PROXIES", default=0),
+}
+# The admin's lockout counts addresses the same way as the throttle: X-Forwarded-For only behind proxies.
+AXES_IPWARE_PROXY_COUNT = REST_FRAMEWORK["NUM_PROXIES"] or None
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if REST_FRAMEWORK["NUM_PROXIES"] else ["REMOTE_ADDR"]
+)
+
+# Content-Security-Policy on every response (django-csp): only this site's scripts and styles,
+# images from here or data: URIs (the result page's previews), no frames, no plugins.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
 }
 
 # The throttle counts requests in this cache, and the class texts and example results are kept in

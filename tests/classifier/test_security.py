@@ -97,3 +97,31 @@ def test_the_upload_form_shares_the_api_budget(client, monkeypatch, example_imag
     assert response.status_code == HTTPStatus.TOO_MANY_REQUESTS
     assert "Too many images from your address; try again in" in response.content.decode()
     assert 'type="file"' in response.content.decode()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/", "/about/", "/model-card/", "/api/v1/classes/", "/api/v1/docs/", "/admin/login/"])
+def test_every_page_sends_a_content_security_policy(client, path):
+    policy = client.get(path)["Content-Security-Policy"]
+    assert "default-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+    assert "'unsafe-inline'" not in policy
+
+
+@pytest.mark.django_db
+def test_admin_login_locks_out_after_repeated_failures_and_logs_them(client, admin_user, settings, caplog):
+    url = reverse("admin:login")
+    statuses = [
+        client.post(url, {"username": "admin", "password": "wrong"}).status_code
+        for _ in range(settings.AXES_FAILURE_LIMIT)
+    ]
+    # The form again with its error, until the last allowed failure locks the pair out.
+    assert statuses == [HTTPStatus.OK] * (settings.AXES_FAILURE_LIMIT - 1) + [HTTPStatus.TOO_MANY_REQUESTS]
+    response = client.post(url, {"username": "admin", "password": "password"})  # the right one, too late
+    assert response.status_code == HTTPStatus.TOO_MANY_REQUESTS
+    assert "_auth_user_id" not in client.session
+    failures = [r for r in caplog.records if r.name.startswith("axes") and "login failed" in r.getMessage()]
+    assert len(failures) >= settings.AXES_FAILURE_LIMIT  # every failed attempt is logged (the locked one too)
+    # Another address may still try.
+    other = client.post(url, {"username": "admin", "password": "password"}, REMOTE_ADDR="192.0.2.7")
+    assert other.status_code == HTTPStatus.FOUND
