@@ -397,14 +397,41 @@ def example_cards_get() -> list[ExampleCard]:
     return [ExampleCard(e.image_id, e.code, classes[e.code].name, e.static_path) for e in examples_list()]
 
 
+EXAMPLE_KEY = "dermai:example:{image_id}:{sha256}"
+
+
 def example_prediction_create(*, image_id: str) -> tuple[ExampleImage, PredictionResult]:
-    """Classify one of the committed examples; raise :class:`PredictionError` for an unknown id."""
+    """Classify one of the committed examples; raise :class:`PredictionError` for an unknown id.
+
+    The model's answer for an example never changes, so it is computed once per model (by its
+    sha256) and kept in the shared cache; the class texts are joined afresh, in the visitor's language.
+    """
     example = next((e for e in examples_list() if e.image_id == image_id), None)
     if example is None:
         raise PredictionError("unknown_example")
-    data = (settings.DERMAI_EXAMPLES_DIR / "images" / f"{image_id}.jpg").read_bytes()
-    upload = ImageUpload(name=f"{image_id}.jpg", data=data, size=len(data))
-    return example, prediction_create(image=upload, preview=True, explain=True)
+    info = model_info_get()
+    key = EXAMPLE_KEY.format(image_id=image_id, sha256=info.sha256)
+    answer = cache.get(key)
+    if answer is None:
+        data = (settings.DERMAI_EXAMPLES_DIR / "images" / f"{image_id}.jpg").read_bytes()
+        result = prediction_create(
+            image=ImageUpload(name=f"{image_id}.jpg", data=data, size=len(data)), preview=True, explain=True
+        )
+        images = ("image_data_uri", "heatmap_data_uri", "heatmap_png", "display_width", "display_height")
+        answer = {
+            "probabilities": [p.probability for p in result.probabilities],
+            "elapsed_ms": result.elapsed_ms,
+            "images": {name: getattr(result, name) for name in images},
+        }
+        cache.set(key, answer, timeout=None)
+    result = _result(
+        answer["probabilities"],
+        info=info,
+        classes=class_contents_get(),
+        elapsed_ms=answer["elapsed_ms"],
+        **answer["images"],
+    )
+    return example, result
 
 
 def gate_describe(predictor: Predictor) -> dict[str, Any] | None:

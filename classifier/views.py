@@ -80,17 +80,26 @@ def render_too_large(request: HttpRequest) -> HttpResponse:
     return render_home(request, form, status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
 
 
+def throttled(request: HttpRequest) -> HttpResponse | None:
+    """The form with a 429 error when this client has used up the API's budget (one budget for both)."""
+    throttle = AnonRateThrottle()
+    if throttle.allow_request(request, view=None):
+        return None
+    form = UploadForm()
+    message = _("Too many images from your address; try again in %(s)d seconds.") % {"s": throttle.wait() or 1}
+    form.errors["image"] = form.error_class([message])
+    response = render_home(request, form, status=HTTPStatus.TOO_MANY_REQUESTS)
+    response["Retry-After"] = str(int(throttle.wait() or 1))
+    return response
+
+
 @never_cache
 @require_http_methods(["GET", "POST"])
 def home(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return render_home(request)
-    throttle = AnonRateThrottle()  # the API's budget per client, shared with the form
-    if not throttle.allow_request(request, view=None):
-        form = UploadForm()
-        message = _("Too many images from your address; try again in %(s)d seconds.") % {"s": throttle.wait() or 1}
-        form.errors["image"] = form.error_class([message])
-        return render_home(request, form, status=HTTPStatus.TOO_MANY_REQUESTS)
+    if (refused := throttled(request)) is not None:
+        return refused
     form = UploadForm(request.POST, request.FILES)
     if not form.is_valid():
         return render_home(request, form, status=HTTPStatus.BAD_REQUEST)
@@ -113,6 +122,8 @@ def home(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_GET
 def example(request: HttpRequest, image_id: str) -> HttpResponse:
+    if (refused := throttled(request)) is not None:
+        return refused
     try:
         example, result = example_prediction_create(image_id=image_id)
     except PredictionError as error:

@@ -79,7 +79,16 @@ def save_checkpoint(
         "git_commit": git_commit(),
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
     }
-    torch.save(checkpoint, path)
+    atomic_save(checkpoint, path)
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename: a reader never sees half a file,
+    and an interrupted write leaves the old file whole."""
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    torch.save(obj, partial)
+    os.replace(partial, path)
 
 
 def load_checkpoint(path: Path) -> LoadedModel:
@@ -149,11 +158,6 @@ def record_gate(path: Path, *, gate: Gate, threshold: float, report: dict[str, A
 
 
 def _update(path: Path, change) -> None:
-    # Written to a temporary file beside it and moved into place: a server loading the checkpoint
-    # never reads half a file.
-    path = Path(path)
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = torch.load(Path(path), map_location="cpu", weights_only=True)
     change(checkpoint)
-    partial = path.with_name(path.name + ".partial")
-    torch.save(checkpoint, partial)
-    os.replace(partial, path)
+    atomic_save(checkpoint, path)

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from ml import CLASS_CODES
 from ml.augment import augment, random_resolution
 from ml.calibration import expected_calibration_error, fit_temperature
-from ml.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ml.checkpoint import CheckpointError, atomic_save, load_checkpoint, save_checkpoint
 from ml.data import DataError, class_counts, load_pixels_and_sides, read_sources, source_counts, split_sources
 from ml.metrics import balanced_accuracy
 from ml.model import ARCHITECTURES
@@ -277,6 +277,7 @@ def train(
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     state_path = out.with_suffix(".state.pt")
     start_epoch, step, best, history = 0, 0, {"score": -1.0}, []
+    best_weights: dict[str, torch.Tensor] = {}
     recipe = {
         "arch": config.arch,
         "distilled": teacher is not None,
@@ -292,6 +293,8 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, step, best, history = state["epoch"], state["step"], state["best"], state["history"]
         best.setdefault("score", best["balanced_accuracy"])  # states written before the score was stored
+        # States written before the best weights were kept in them had them in `out`.
+        best_weights = state.get("best_weights") or load_checkpoint(out).model.state_dict()
         if rank == 0:
             print(f"resumed from {state_path} after epoch {start_epoch}", file=sys.stderr)
     trained = model
@@ -374,33 +377,29 @@ def train(
                 "accuracy": result["accuracy"],
                 "external_balanced_accuracy": row["external_balanced_accuracy"],
             }
-            save_checkpoint(
-                out,
-                model=ema.module,
-                preprocess=preprocess,
-                training=training,
-                data=data_summary,
-                metrics={"best_epoch": best},
-            )
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "ema": ema.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "epoch": epoch + 1,
-                "step": step,
-                "best": best,
-                "history": history,
-                "recipe": recipe,
-            },
-            state_path,
-        )
+            best_weights = {k: v.detach().cpu().clone() for k, v in ema.module.state_dict().items()}
+        # Everything a resumed run needs, the best weights so far included; `out` is written only
+        # once, calibrated, at the end.
+        state = {
+            "model": model.state_dict(),
+            "ema": ema.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "epoch": epoch + 1,
+            "step": step,
+            "best": best,
+            "best_weights": best_weights,
+            "history": history,
+            "recipe": recipe,
+        }
+        atomic_save(state, state_path)
 
     if rank != 0:
         dist.destroy_process_group()
         return {}
     # Calibrate the best epoch's model: a temperature fitted on the validation split(s).
-    best_model = load_checkpoint(out).model.to(device)
+    best_model = ema.module
+    best_model.load_state_dict(best_weights)
+    best_model.eval()
     logits = predict_logits(best_model, torch.cat([val_pixels, external_pixels]), config=preprocess)
     labels = torch.cat([val_labels, external_labels])
     temperature = fit_temperature(logits, labels)

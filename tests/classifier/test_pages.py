@@ -173,3 +173,25 @@ def test_a_document_is_refused_with_a_clear_message(client):
     response = client.post(reverse("home"), {"image": upload(data, "letter.png")})
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert "does not look like a dermatoscopic image" in response.content.decode()
+
+
+def test_an_example_is_computed_once_per_model_then_served_from_the_cache(client, monkeypatch):
+    calls = []
+    real = services.prediction_create
+    monkeypatch.setattr(services, "prediction_create", lambda **kw: calls.append(kw) or real(**kw))
+    first = client.get(reverse("example", args=["ISIC_0024306"]))
+    second = client.get(reverse("example", args=["ISIC_0024306"]), HTTP_ACCEPT_LANGUAGE="es")
+    assert len(calls) == 1
+    assert [p.probability for p in second.context["result"].probabilities] == [
+        p.probability for p in first.context["result"].probabilities
+    ]
+    assert "Probabilidad de cada clase" in second.content.decode()  # texts joined in the visitor's language
+
+
+def test_example_pages_share_the_clients_throttle_budget(client, monkeypatch):
+    from rest_framework.throttling import AnonRateThrottle
+
+    monkeypatch.setattr(AnonRateThrottle, "THROTTLE_RATES", {"anon": "2/minute"})
+    statuses = [client.get(reverse("example", args=["ISIC_0024306"])).status_code for _ in range(3)]
+    assert statuses == [HTTPStatus.OK, HTTPStatus.OK, HTTPStatus.TOO_MANY_REQUESTS]
+    assert client.post(reverse("home"), {}).status_code == HTTPStatus.TOO_MANY_REQUESTS  # the same budget

@@ -236,3 +236,21 @@ def test_init_from_another_architecture_is_refused(examples_dir, tmp_path, teach
 def test_a_teacher_checkpoint_is_not_served(teacher_checkpoint):
     with pytest.raises(CheckpointError, match="holds a ResNet18Teacher; only a SimpleBNConv is served"):
         Predictor(teacher_checkpoint)
+
+
+def test_out_is_written_only_once_calibrated(examples_dir, tmp_path, monkeypatch):
+    from ml import train as train_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "run.pt"
+    monkeypatch.setattr(train_module, "fit_temperature", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(data=examples_dir, out=out, config=TrainConfig(epochs=1, batch_size=4, seed=0))
+    assert not out.exists()  # no uncalibrated model where a calibrated one is expected
+    assert "best_weights" in torch.load(out.with_suffix(".state.pt"), weights_only=True)
+    monkeypatch.undo()
+    train(data=examples_dir, out=out, config=TrainConfig(epochs=1, batch_size=4, seed=0), resume=True)
+    assert load_checkpoint(out).temperature != 1.0
+    assert not list(tmp_path.glob("*.partial"))  # written through a temporary file, then renamed
