@@ -9,8 +9,9 @@ threads = 1
 os.environ.setdefault("DERMAI_TORCH_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
 timeout = 30
 graceful_timeout = 20
-max_requests = 2000  # recycle workers now and then
-max_requests_jitter = 200
+# No recycling after N requests: a flood of cheap 429 answers would restart the workers every few
+# seconds. Memory is bounded instead, per request (ml.preprocessing's decoding limits).
+max_requests = 0
 accesslog = "-"
 # The control socket defaults to one path per user (~/.gunicorn/gunicorn.ctl): a second instance on
 # the same host would take it over from the first. DermAI needs no runtime control interface.
