@@ -143,7 +143,10 @@ def model_card_html() -> SafeString:
     """
     text = settings.DERMAI_MODEL_CARD.read_text()
     text = re.sub(r"\]\(\.\./docs/([\w.-]+)\)", lambda m: f"]({static('model-card/' + m.group(1))})", text)
-    return mark_safe(markdown.markdown(text, extensions=["tables", "fenced_code"]))  # noqa: S308
+    html = markdown.markdown(text, extensions=["tables", "fenced_code"])
+    # Wide tables and code scroll on a phone; a scrollable region must take the keyboard focus.
+    html = html.replace("<table>", '<table tabindex="0">').replace("<pre>", '<pre tabindex="0">')
+    return mark_safe(html)  # noqa: S308
 
 
 @require_GET

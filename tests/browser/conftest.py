@@ -37,7 +37,9 @@ def browser():
 
 @pytest.fixture(params=sorted(VIEWPORTS))
 def page(request, browser, live_server):
-    context = browser.new_context(viewport=VIEWPORTS[request.param], base_url=live_server.url)
+    # bypass_csp: axe-core is injected as an inline script, which the site's policy forbids
+    # (test_no_page_breaks_the_content_security_policy checks the policy itself).
+    context = browser.new_context(viewport=VIEWPORTS[request.param], base_url=live_server.url, bypass_csp=True)
     page = context.new_page()
     page.viewport_name = request.param
     yield page
@@ -62,3 +64,28 @@ def seeded_classes(transactional_db):
     """The class content the data migrations seed: live-server tests flush the database between them."""
     for migration in ("0002_seed_lesion_classes", "0004_seed_spanish"):
         importlib.import_module(f"classifier.migrations.{migration}").seed(apps, None)
+
+
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+
+
+@pytest.fixture
+def axe(page):
+    """Run axe-core on the current page; returns its violations (WCAG 2.1 A and AA rules)."""
+    if not AXE.exists():
+        message = "axe-core not installed: `npm ci` (make test does it)"
+        if os.environ.get("DERMAI_REQUIRE_BROWSER"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+    def run() -> list[dict]:
+        page.add_script_tag(path=str(AXE))
+        result = page.evaluate(
+            "axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})"
+        )
+        return [
+            {"id": v["id"], "help": v["help"], "nodes": [n["target"] for n in v["nodes"]][:3]}
+            for v in result["violations"]
+        ]
+
+    return run

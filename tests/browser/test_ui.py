@@ -5,6 +5,9 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
+from classifier import services
+from ml.negatives import non_lesion_images
+from ml.triage import TriagePolicy
 from tests.conftest import EXAMPLES
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -24,27 +27,66 @@ def assert_accessible_basics(page: Page) -> None:
 
 
 def assert_no_horizontal_overflow(page: Page) -> None:
-    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    wide = page.evaluate(
+        """() => [...document.querySelectorAll('body *')]
+              .filter(el => el.getBoundingClientRect().right > window.innerWidth + 1)
+              .map(el => el.tagName.toLowerCase() + (el.className ? '.' + el.className : ''))"""
+    )
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), wide
 
 
-def test_upload_an_image_and_read_the_result(page: Page, screenshot):
+def test_upload_an_image_and_read_the_triage_card(page: Page, screenshot, axe):
     page.goto("/")
     assert_accessible_basics(page)
     assert_no_horizontal_overflow(page)
+    assert axe() == []
     screenshot("home")
     page.get_by_label("Dermatoscopic image(s)").set_input_files(LESION)
     page.get_by_role("button", name="Analyse image").click()
-    expect(page.locator("h1")).to_contain_text("Most likely:")
+    card = page.locator(".triage-card")
+    expect(page.locator("h1")).to_contain_text("cancer or a precancer:")
+    expect(card.locator(".headline")).to_contain_text(re.compile("Most likely:|Inconclusive"))
+    expect(card.locator(".top3 li")).to_have_count(3)
+    expect(card.locator(".card-disclaimer")).to_contain_text("not a medical device")
+    assert card.bounding_box()["y"] < page.viewport_size["height"]  # the card is on the first screen
     rows = page.locator("table.bars tbody tr")
     expect(rows).to_have_count(7)
     values = rows.locator(".value").all_inner_texts()
     assert all(re.fullmatch(r"\d+\.\d %", v) for v in values)  # the chart reads as text
+    names = rows.locator(".name").all_inner_texts()
+    assert all(name.strip() for name in names)  # full names on every screen, not only codes
     expect(page.locator("dl.descriptions")).to_contain_text("A common mole")
     expect(page.get_by_alt_text(re.compile("Grad-CAM heatmap"))).to_be_visible()
-    expect(page.locator(".disclaimer")).to_contain_text("not a medical device")
     assert_accessible_basics(page)
     assert_no_horizontal_overflow(page)
+    assert axe() == []
     screenshot("result")
+
+
+def test_an_inconclusive_result_names_no_verdict(page: Page, monkeypatch, screenshot, axe):
+    monkeypatch.setattr(services, "triage_get", lambda: {"policy": TriagePolicy(0.0, 1.01), "measured": {}})
+    page.goto("/")
+    page.get_by_label("Dermatoscopic image(s)").set_input_files(LESION)
+    page.get_by_role("button", name="Analyse image").click()
+    card = page.locator(".triage-card")
+    expect(card.locator(".headline")).to_have_text("Inconclusive")
+    expect(card).to_contain_text("Show this lesion to a dermatologist.")
+    expect(card.locator(".category")).to_have_count(0)  # no red or green label
+    assert axe() == []
+    screenshot("inconclusive")
+
+
+def test_a_photo_that_is_not_dermatoscopic_is_refused_with_a_guide(page: Page, tmp_path, screenshot, axe):
+    photo = tmp_path / "letter.png"
+    photo.write_bytes(next(d for k, d in non_lesion_images(per_kind=1) if k == "document"))
+    page.goto("/")
+    page.get_by_label("Dermatoscopic image(s)").set_input_files(photo)
+    page.get_by_role("button", name="Analyse image").click()
+    expect(page.get_by_role("alert")).to_contain_text("does not look like a dermatoscopic image")
+    expect(page.locator("#guide")).to_contain_text("What is a dermatoscopic image?")
+    assert_no_horizontal_overflow(page)
+    assert axe() == []
+    screenshot("refused")
 
 
 def test_a_non_image_shows_an_error(page: Page, tmp_path):
@@ -57,25 +99,71 @@ def test_a_non_image_shows_an_error(page: Page, tmp_path):
     expect(page.get_by_label("Dermatoscopic image(s)")).to_be_visible()
 
 
-def test_an_example_in_one_click(page: Page):
+def test_an_example_in_one_click(page: Page, axe):
     page.goto("/")
     page.get_by_role("link", name=re.compile("diagnosed VASC")).click()
     expect(page.locator(".ground-truth")).to_contain_text("diagnosed as VASC")
     expect(page.locator("table.bars tbody tr")).to_have_count(7)
     assert_no_horizontal_overflow(page)
+    assert axe() == []
 
 
-def test_batch_upload_shows_a_table(page: Page, screenshot):
-    images = sorted((EXAMPLES / "images").iterdir())[:4]
+def test_batch_upload_shows_one_card_per_image_by_risk(page: Page, screenshot, axe, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a photo")
+    images = [*sorted((EXAMPLES / "images").iterdir())[:4], notes]
     page.goto("/")
     page.get_by_label("Dermatoscopic image(s)").set_input_files(images)
     page.get_by_role("button", name="Analyse image").click()
-    expect(page.locator("h1")).to_contain_text("Results for 4 images")
-    expect(page.locator("table.batch tbody tr")).to_have_count(4)
+    expect(page.locator("h1")).to_contain_text("Results for 5 images")
+    cards = page.locator(".batch-card")
+    expect(cards).to_have_count(5)
+    expect(cards.last).to_contain_text("Unsupported file type")
+    cards.first.locator("summary").click()
+    expect(cards.first.locator("details li")).to_have_count(7)  # each item's detail is reachable
     expect(page.get_by_role("link", name="Download CSV")).to_have_attribute("download", "dermai-predictions.csv")
     assert_accessible_basics(page)
     assert_no_horizontal_overflow(page)
+    assert axe() == []
     screenshot("batch")
+
+
+@pytest.mark.parametrize("path", ["/about/", "/model-card/"])  # the API docs page is Swagger UI's own
+def test_other_pages_are_accessible(page: Page, axe, path):
+    page.goto(path)
+    assert_no_horizontal_overflow(page)
+    assert axe() == []
+
+
+def test_spanish_pages_are_accessible_and_use_decimal_commas(page: Page, axe):
+    page.goto("/")
+    page.get_by_label("Language").select_option("es")
+    page.get_by_role("button", name="Change").click()
+    assert axe() == []
+    page.get_by_label("Imagen(es) dermatoscópica(s)").set_input_files(LESION)
+    page.get_by_role("button", name="Analizar imagen").click()
+    values = page.locator("table.bars .value").all_inner_texts()
+    assert all(re.fullmatch(r"\d+,\d %", v) for v in values)
+    assert axe() == []
+
+
+def test_no_page_breaks_the_content_security_policy(browser, live_server):
+    context = browser.new_context(base_url=live_server.url)  # the policy enforced, unlike the page fixture
+    page = context.new_page()
+    violations = []
+    page.on(
+        "console",
+        lambda message: violations.append(message.text) if "Content Security Policy" in message.text else None,
+    )
+    for path in ("/", "/about/", "/model-card/", "/api/v1/docs/", "/examples/ISIC_0024306/"):
+        page.goto(path)
+        page.wait_for_load_state("networkidle")
+    page.goto("/")
+    page.get_by_label("Dermatoscopic image(s)").set_input_files(LESION)
+    page.get_by_role("button", name="Analyse image").click()
+    expect(page.locator(".triage-card")).to_be_visible()
+    context.close()
+    assert violations == []
 
 
 def test_switch_to_spanish(page: Page):
