@@ -5,10 +5,15 @@ BIN := $(VENV)/bin
 
 .PHONY: run test lint bench clean
 
+# `make run` installs what the site needs; `make test` adds the development tools.
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install -r requirements.txt
+	touch $@
+
+$(BIN)/.installed-dev: $(BIN)/.installed requirements-dev.txt
+	$(BIN)/pip install -r requirements-dev.txt
 	touch $@
 
 run: $(BIN)/.installed
@@ -25,7 +30,7 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
-lint: $(BIN)/.installed
+lint: $(BIN)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python manage.py makemigrations --check --dry-run
@@ -34,7 +39,7 @@ test: lint node_modules/.installed
 	$(BIN)/python -m pytest
 
 # Benchmarks are measurements, not tests: run them on a quiet machine and quote the tables.
-bench: $(BIN)/.installed
+bench: $(BIN)/.installed-dev
 	$(BIN)/python -m benchmarks.latency
 	$(BIN)/python -m benchmarks.http_load
 	$(BIN)/python -m benchmarks.soak

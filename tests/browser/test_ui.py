@@ -10,7 +10,7 @@ from ml.negatives import non_lesion_images
 from ml.triage import TriagePolicy
 from tests.conftest import EXAMPLES
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 LESION = EXAMPLES / "images" / "ISIC_0024306.jpg"
 
 
