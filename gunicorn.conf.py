@@ -32,7 +32,7 @@ def post_worker_init(worker):
     import sys
 
     from classifier.errors import PredictionError
-    from classifier.services import predictor_get
+    from classifier.selectors import predictor_get
 
     try:
         predictor_get()

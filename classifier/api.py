@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from classifier.errors import DISCLAIMER, ERRORS, PredictionError, error_body
+from classifier.selectors import class_contents_get, model_describe, model_info_get
 from classifier.serializers import (
     BatchInputSerializer,
     BatchItemSerializer,
@@ -25,14 +26,7 @@ from classifier.serializers import (
     PredictionSerializer,
     prediction_data,
 )
-from classifier.services import (
-    ImageUpload,
-    class_contents_get,
-    model_describe,
-    model_info_get,
-    prediction_create,
-    predictions_create,
-)
+from classifier.services import ImageUpload, prediction_create, predictions_create
 
 # DRF's own validation codes for the file fields, as API error codes; any other field's error is
 # an invalid_parameter.

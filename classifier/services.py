@@ -1,31 +1,39 @@
-"""The only bridge between the web app and ``ml``: load the model once, predict, join admin content."""
+"""Commands: classify uploads and examples with the loaded model, join the admin-managed texts.
 
-import base64
-import csv
+With :mod:`classifier.selectors` (the reads), the only bridge between the web app and ``ml``.
+"""
+
 import dataclasses
-import functools
 import io
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.utils.translation import get_language
 from PIL import Image
 
 from classifier.errors import PredictionError
-from classifier.models import LesionClass
+from classifier.selectors import (
+    CLASS_CONTENTS_KEY,
+    ClassContent,
+    ExampleImage,
+    ModelInfo,
+    class_contents_get,
+    class_recalls_get,
+    examples_list,
+    model_info_get,
+    predictor_get,
+    triage_get,
+)
 from classifier.uploads import max_file_bytes
 from ml import CLASS_CODES
-from ml.checkpoint import CheckpointError
 from ml.predict import Predictor
 from ml.preprocessing import ImageError, resize
-from ml.triage import UNMEASURED_POLICY, TriagePolicy, risk
+from ml.triage import risk
 
 logger = logging.getLogger(__name__)
 
@@ -42,27 +50,6 @@ class ImageUpload:
     def from_file(cls, file) -> "ImageUpload":
         """From a Django ``UploadedFile`` (held in memory by ``MemoryOnlyUploadHandler``)."""
         return cls(name=file.name or "", data=file.read(), size=file.size)
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    version: str
-    sha256: str
-    temperature: float
-    meta: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class ClassContent:
-    """The admin-managed text of one class, in the active language."""
-
-    code: str
-    name: str
-    category: str
-    category_label: str
-    description: str
-    reference_url: str
 
 
 @dataclass(frozen=True)
@@ -108,8 +95,8 @@ class PredictionResult:
     elapsed_ms: float
     risk: Risk
     inconclusive: bool  # no class stands out enough to name one (the triage policy's rule)
-    image_data_uri: str = ""  # what the model saw, for the page; never stored
-    heatmap_data_uri: str = ""  # Grad-CAM overlay, when asked for
+    preview_png: bytes = field(default=b"", repr=False)  # what the model saw, for the page; never stored
+    display_heatmap_png: bytes = field(default=b"", repr=False)  # Grad-CAM overlay in the upload's aspect ratio
     heatmap_png: bytes = field(default=b"", repr=False)
     display_width: int = 224  # the preview's size, in the uploaded image's aspect ratio
     display_height: int = 224
@@ -134,84 +121,6 @@ class BatchItem:
 
 # With the default per-process cache, another worker sees an admin edit within this many seconds;
 # with a shared CACHE_URL (Redis, database) at once.
-CLASS_CONTENTS_SECONDS = 60
-CLASS_CONTENTS_KEY = "dermai:class-contents:{language}"
-
-
-@functools.lru_cache(maxsize=2)
-def _load(checkpoint: str) -> tuple[Predictor, ModelInfo]:
-    torch.set_num_threads(settings.DERMAI_TORCH_THREADS)
-    path = Path(checkpoint)
-    predictor = Predictor(path)
-    info = ModelInfo(
-        name=predictor.meta["arch"],
-        version=path.stem,
-        sha256=predictor.sha256,
-        temperature=predictor.temperature,
-        meta=predictor.meta,
-    )
-    return predictor, info
-
-
-def predictor_get() -> tuple[Predictor, ModelInfo]:
-    """The configured checkpoint, loaded once per process; ``model_unavailable`` when it cannot be."""
-    try:
-        return _load(str(settings.DERMAI_CHECKPOINT))
-    except (OSError, CheckpointError) as error:
-        logger.error("the model cannot be loaded from %s: %s", settings.DERMAI_CHECKPOINT, error)
-        raise PredictionError("model_unavailable") from None
-
-
-def model_ready() -> bool:
-    """Whether the configured checkpoint loads (the readiness probe)."""
-    try:
-        predictor_get()
-    except PredictionError:
-        return False
-    return True
-
-
-def model_info_get() -> ModelInfo:
-    return predictor_get()[1]
-
-
-def class_recalls_get() -> dict[str, float]:
-    """Each class's recall on the loaded checkpoint's validation split (empty when not recorded)."""
-    validation = model_info_get().meta["metrics"].get("evaluation", {}).get("validation", {})
-    return {code: row["recall"] for code, row in validation.get("per_class", {}).items()}
-
-
-def class_recalls_list() -> list[ClassProbability]:
-    """Each class with its validation recall, for "finds about N in 10" (probability left at 0)."""
-    recalls = class_recalls_get()
-    return [
-        ClassProbability(**dataclasses.asdict(content), probability=0.0, recall=recalls[code])
-        for code, content in class_contents_get().items()
-        if code in recalls
-    ]
-
-
-def triage_get() -> dict[str, Any]:
-    """The loaded checkpoint's triage policy and what it measured, or the cautious unmeasured default."""
-    triage = model_info_get().meta["metrics"].get("triage")
-    if not triage:
-        return {"policy": UNMEASURED_POLICY, "measured": {}}
-    return {"policy": TriagePolicy(**triage["policy"]), "measured": triage.get("measured", {})}
-
-
-def class_contents_get() -> dict[str, ClassContent]:
-    """The admin-managed text of each class in the active language, by code, in ``CLASS_CODES`` order.
-
-    A missing translation falls back to English; a class missing from the database to its code.
-    Every result needs it, so it is cached; an admin edit clears the cache (``class_contents_forget``).
-    """
-    language = (get_language() or settings.LANGUAGE_CODE).split("-")[0]
-    key = CLASS_CONTENTS_KEY.format(language=language)
-    contents = cache.get(key)
-    if contents is None:
-        contents = _class_contents_query(language)
-        cache.set(key, contents, CLASS_CONTENTS_SECONDS)
-    return contents
 
 
 def class_contents_forget(**kwargs: Any) -> None:
@@ -221,26 +130,6 @@ def class_contents_forget(**kwargs: Any) -> None:
     """
     keys = [CLASS_CONTENTS_KEY.format(language=code) for code, _name in settings.LANGUAGES]
     transaction.on_commit(lambda: cache.delete_many(keys))
-
-
-def _class_contents_query(language: str) -> dict[str, ClassContent]:
-    rows = {row.code: row for row in LesionClass.objects.prefetch_related("translations")}
-    contents = {}
-    for code in CLASS_CODES:
-        row = rows.get(code)
-        if row is None:
-            contents[code] = ClassContent(code, code, "", "", "", "")
-            continue
-        translated = next((t for t in row.translations.all() if t.language == language), row)
-        contents[code] = ClassContent(
-            code=code,
-            name=translated.name,
-            category=row.category,
-            category_label=str(row.get_category_display()),
-            description=translated.description,
-            reference_url=row.reference_url,
-        )
-    return contents
 
 
 def _prepare(predictor: Predictor, upload: ImageUpload) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -303,11 +192,11 @@ def prediction_create(*, image: ImageUpload, preview: bool = False, explain: boo
     display = (max(1, round(height * scale)), max(1, round(width * scale)))
     images: dict[str, Any] = {"display_height": display[0], "display_width": display[1]}
     if preview:
-        images["image_data_uri"] = _data_uri(_png(resize(pixels, display)))
+        images["preview_png"] = _png(resize(pixels, display))
     if explain:
         heatmap = predictor.explain(pixels, target=int(probs.argmax()))
         images["heatmap_png"] = _png(heatmap)  # the API's overlay: over the 224×224 model input
-        images["heatmap_data_uri"] = _data_uri(_png(resize(heatmap, display)))
+        images["display_heatmap_png"] = _png(resize(heatmap, display))
     return _result(probs.tolist(), info=info, classes=class_contents_get(), elapsed_ms=elapsed_ms, **images)
 
 
@@ -341,7 +230,7 @@ def predictions_create(*, images: list[ImageUpload], thumbnails: bool = False) -
         if index in errors:
             items.append(BatchItem(name=upload.name, error=errors[index]))
             continue
-        extra = {"image_data_uri": _data_uri(_png(prepared[index], size=96))} if thumbnails else {}
+        extra = {"preview_png": _png(prepared[index], size=96)} if thumbnails else {}
         result = _result(probs_by_index[index], info=info, classes=classes, elapsed_ms=elapsed_ms, **extra)
         items.append(BatchItem(name=upload.name, result=result))
     return items
@@ -354,47 +243,6 @@ def _png(pixels: torch.Tensor, *, size: int | None = None) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def _data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
-@dataclass(frozen=True)
-class ExampleImage:
-    image_id: str
-    code: str
-    static_path: str
-
-
-@dataclass(frozen=True)
-class ExampleCard:
-    """An example as the home page shows it: the image and its class's name in the active language."""
-
-    image_id: str
-    code: str
-    name: str
-    static_path: str
-
-
-@functools.cache
-def examples_list() -> list[ExampleImage]:
-    """The committed example images (one per class), with their ground-truth class."""
-    with open(settings.DERMAI_EXAMPLES_DIR / "HAM10000_metadata.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    first_per_class: dict[str, str] = {}
-    for row in rows:
-        first_per_class.setdefault(row["dx"].upper(), row["image_id"])
-    return [
-        ExampleImage(image_id=first_per_class[code], code=code, static_path=f"examples/{first_per_class[code]}.jpg")
-        for code in CLASS_CODES
-        if code in first_per_class
-    ]
-
-
-def example_cards_get() -> list[ExampleCard]:
-    classes = class_contents_get()
-    return [ExampleCard(e.image_id, e.code, classes[e.code].name, e.static_path) for e in examples_list()]
 
 
 EXAMPLE_KEY = "dermai:example:{image_id}:{sha256}"
@@ -417,7 +265,7 @@ def example_prediction_create(*, image_id: str) -> tuple[ExampleImage, Predictio
         result = prediction_create(
             image=ImageUpload(name=f"{image_id}.jpg", data=data, size=len(data)), preview=True, explain=True
         )
-        images = ("image_data_uri", "heatmap_data_uri", "heatmap_png", "display_width", "display_height")
+        images = ("preview_png", "display_heatmap_png", "heatmap_png", "display_width", "display_height")
         answer = {
             "probabilities": [p.probability for p in result.probabilities],
             "elapsed_ms": result.elapsed_ms,
@@ -432,45 +280,3 @@ def example_prediction_create(*, image_id: str) -> tuple[ExampleImage, Predictio
         **answer["images"],
     )
     return example, result
-
-
-def gate_describe(predictor: Predictor) -> dict[str, Any] | None:
-    """The out-of-distribution gate of the loaded model: its threshold and what it refused (None without one)."""
-    if predictor.gate is None:
-        return None
-    report = predictor.gate.report
-    return {
-        "threshold": predictor.gate.threshold,
-        "refused": report.get("rows", []),
-        "max_refusal": report.get("max_refusal"),
-    }
-
-
-def model_describe() -> dict[str, Any]:
-    """What the API and the about page say about the loaded model."""
-    predictor, info = predictor_get()
-    meta = info.meta
-    triage = triage_get()
-    return {
-        "name": info.name,
-        "version": info.version,
-        "sha256": info.sha256,
-        "classes": list(CLASS_CODES),
-        "parameters": sum(p.numel() for p in predictor.model.parameters()),
-        "preprocessing": meta["preprocessing"],
-        "calibration": {
-            "method": "temperature scaling on the validation split",
-            "temperature": info.temperature,
-            "ece_before": meta["metrics"].get("ece_before"),
-            "ece_after": meta["metrics"].get("ece_after"),
-        },
-        "uncertain_below": settings.DERMAI_UNCERTAIN_BELOW,
-        "triage": {
-            "risk": "P(MEL) + P(BCC) + P(AKIEC), calibrated",
-            "policy": dataclasses.asdict(triage["policy"]),
-            "measured": triage["measured"],
-        },
-        "gate": gate_describe(predictor),
-        "metrics": meta["metrics"].get("evaluation", {}),
-        "data": meta["data"],
-    }

@@ -19,21 +19,10 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_safe
 from rest_framework.throttling import AnonRateThrottle
 
-from classifier.errors import error_body
+from classifier.errors import PredictionError, error_body
 from classifier.forms import UploadForm
-from classifier.services import (
-    BatchItem,
-    ImageUpload,
-    PredictionError,
-    class_recalls_list,
-    example_cards_get,
-    example_prediction_create,
-    model_describe,
-    model_info_get,
-    model_ready,
-    prediction_create,
-    predictions_create,
-)
+from classifier.selectors import class_recalls_list, example_cards_get, model_describe, model_info_get, model_ready
+from classifier.services import BatchItem, ImageUpload, example_prediction_create, prediction_create, predictions_create
 from classifier.uploads import too_large_message
 from ml.isic_csv import IsicCsvWriter
 

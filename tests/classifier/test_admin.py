@@ -7,7 +7,7 @@ from django.urls import reverse
 from django.utils import translation
 
 from classifier.models import LesionClass, LesionClassTranslation
-from classifier.services import class_contents_get
+from classifier.selectors import class_contents_get
 from tests.classifier.conftest import change_form_data
 
 pytestmark = pytest.mark.django_db

@@ -8,8 +8,9 @@ from django.urls import reverse
 from PIL import Image
 
 from classifier.models import LesionClass
+from classifier.selectors import model_describe
 from classifier.serializers import PredictionSerializer, prediction_data
-from classifier.services import ImageUpload, model_describe, prediction_create
+from classifier.services import ImageUpload, prediction_create
 from ml import CLASS_CODES, preprocessing
 from ml.negatives import non_lesion_images
 from tests.classifier.conftest import upload

@@ -1,0 +1,224 @@
+"""Reads (HackSoft's selectors): the loaded model and what it says of itself, and the admin-managed texts.
+
+Nothing here changes state; :mod:`classifier.services` holds the commands.
+"""
+
+import csv
+import dataclasses
+import functools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from django.conf import settings
+from django.core.cache import cache
+from django.utils.translation import get_language
+
+from classifier.errors import PredictionError
+from classifier.models import LesionClass
+from ml import CLASS_CODES
+from ml.checkpoint import CheckpointError
+from ml.predict import Predictor
+from ml.triage import UNMEASURED_POLICY, TriagePolicy
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    version: str
+    sha256: str
+    temperature: float
+    meta: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ClassContent:
+    """The admin-managed text of one class, in the active language."""
+
+    code: str
+    name: str
+    category: str
+    category_label: str
+    description: str
+    reference_url: str
+
+
+CLASS_CONTENTS_SECONDS = 60
+
+
+CLASS_CONTENTS_KEY = "dermai:class-contents:{language}"
+
+
+@functools.lru_cache(maxsize=2)
+def _load(checkpoint: str) -> tuple[Predictor, ModelInfo]:
+    torch.set_num_threads(settings.DERMAI_TORCH_THREADS)
+    path = Path(checkpoint)
+    predictor = Predictor(path)
+    info = ModelInfo(
+        name=predictor.meta["arch"],
+        version=path.stem,
+        sha256=predictor.sha256,
+        temperature=predictor.temperature,
+        meta=predictor.meta,
+    )
+    return predictor, info
+
+
+def predictor_get() -> tuple[Predictor, ModelInfo]:
+    """The configured checkpoint, loaded once per process; ``model_unavailable`` when it cannot be."""
+    try:
+        return _load(str(settings.DERMAI_CHECKPOINT))
+    except (OSError, CheckpointError) as error:
+        logger.error("the model cannot be loaded from %s: %s", settings.DERMAI_CHECKPOINT, error)
+        raise PredictionError("model_unavailable") from None
+
+
+def model_ready() -> bool:
+    """Whether the configured checkpoint loads (the readiness probe)."""
+    try:
+        predictor_get()
+    except PredictionError:
+        return False
+    return True
+
+
+def model_info_get() -> ModelInfo:
+    return predictor_get()[1]
+
+
+def class_recalls_get() -> dict[str, float]:
+    """Each class's recall on the loaded checkpoint's validation split (empty when not recorded)."""
+    validation = model_info_get().meta["metrics"].get("evaluation", {}).get("validation", {})
+    return {code: row["recall"] for code, row in validation.get("per_class", {}).items()}
+
+
+def class_recalls_list() -> list[tuple[ClassContent, int]]:
+    """Each class with how many in 10 of its validation images the model finds (recorded classes only)."""
+    recalls = class_recalls_get()
+    return [(content, round(10 * recalls[code])) for code, content in class_contents_get().items() if code in recalls]
+
+
+def triage_get() -> dict[str, Any]:
+    """The loaded checkpoint's triage policy and what it measured, or the cautious unmeasured default."""
+    triage = model_info_get().meta["metrics"].get("triage")
+    if not triage:
+        return {"policy": UNMEASURED_POLICY, "measured": {}}
+    return {"policy": TriagePolicy(**triage["policy"]), "measured": triage.get("measured", {})}
+
+
+def class_contents_get() -> dict[str, ClassContent]:
+    """The admin-managed text of each class in the active language, by code, in ``CLASS_CODES`` order.
+
+    A missing translation falls back to English; a class missing from the database to its code.
+    Every result needs it, so it is cached; an admin edit clears the cache (``class_contents_forget``).
+    """
+    language = (get_language() or settings.LANGUAGE_CODE).split("-")[0]
+    key = CLASS_CONTENTS_KEY.format(language=language)
+    contents = cache.get(key)
+    if contents is None:
+        contents = _class_contents_query(language)
+        cache.set(key, contents, CLASS_CONTENTS_SECONDS)
+    return contents
+
+
+def _class_contents_query(language: str) -> dict[str, ClassContent]:
+    rows = {row.code: row for row in LesionClass.objects.prefetch_related("translations")}
+    contents = {}
+    for code in CLASS_CODES:
+        row = rows.get(code)
+        if row is None:
+            contents[code] = ClassContent(code, code, "", "", "", "")
+            continue
+        translated = next((t for t in row.translations.all() if t.language == language), row)
+        contents[code] = ClassContent(
+            code=code,
+            name=translated.name,
+            category=row.category,
+            category_label=str(row.get_category_display()),
+            description=translated.description,
+            reference_url=row.reference_url,
+        )
+    return contents
+
+
+@dataclass(frozen=True)
+class ExampleImage:
+    image_id: str
+    code: str
+    static_path: str
+
+
+@dataclass(frozen=True)
+class ExampleCard:
+    """An example as the home page shows it: the image and its class's name in the active language."""
+
+    image_id: str
+    code: str
+    name: str
+    static_path: str
+
+
+@functools.cache
+def examples_list() -> list[ExampleImage]:
+    """The committed example images (one per class), with their ground-truth class."""
+    with open(settings.DERMAI_EXAMPLES_DIR / "HAM10000_metadata.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    first_per_class: dict[str, str] = {}
+    for row in rows:
+        first_per_class.setdefault(row["dx"].upper(), row["image_id"])
+    return [
+        ExampleImage(image_id=first_per_class[code], code=code, static_path=f"examples/{first_per_class[code]}.jpg")
+        for code in CLASS_CODES
+        if code in first_per_class
+    ]
+
+
+def example_cards_get() -> list[ExampleCard]:
+    classes = class_contents_get()
+    return [ExampleCard(e.image_id, e.code, classes[e.code].name, e.static_path) for e in examples_list()]
+
+
+def gate_describe(predictor: Predictor) -> dict[str, Any] | None:
+    """The out-of-distribution gate of the loaded model: its threshold and what it refused (None without one)."""
+    if predictor.gate is None:
+        return None
+    report = predictor.gate.report
+    return {
+        "threshold": predictor.gate.threshold,
+        "refused": report.get("rows", []),
+        "max_refusal": report.get("max_refusal"),
+    }
+
+
+def model_describe() -> dict[str, Any]:
+    """What the API and the about page say about the loaded model."""
+    predictor, info = predictor_get()
+    meta = info.meta
+    triage = triage_get()
+    return {
+        "name": info.name,
+        "version": info.version,
+        "sha256": info.sha256,
+        "classes": list(CLASS_CODES),
+        "parameters": sum(p.numel() for p in predictor.model.parameters()),
+        "preprocessing": meta["preprocessing"],
+        "calibration": {
+            "method": "temperature scaling on the validation split",
+            "temperature": info.temperature,
+            "ece_before": meta["metrics"].get("ece_before"),
+            "ece_after": meta["metrics"].get("ece_after"),
+        },
+        "uncertain_below": settings.DERMAI_UNCERTAIN_BELOW,
+        "triage": {
+            "risk": "P(MEL) + P(BCC) + P(AKIEC), calibrated",
+            "policy": dataclasses.asdict(triage["policy"]),
+            "measured": triage["measured"],
+        },
+        "gate": gate_describe(predictor),
+        "metrics": meta["metrics"].get("evaluation", {}),
+        "data": meta["data"],
+    }
