@@ -12,10 +12,9 @@ class TranslationInline(admin.StackedInline):
 @admin.register(LesionClass)
 class LesionClassAdmin(admin.ModelAdmin):
     inlines = (TranslationInline,)
-    list_display = ("code", "name", "category", "display_order", "short_description")
+    list_display = ("code", "name", "category", "short_description")
     list_filter = ("category",)
     search_fields = ("code", "name", "description")
-    ordering = ("display_order",)
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     @admin.display(description="description")

@@ -20,10 +20,9 @@ class LesionClass(models.Model):
     category = models.CharField(max_length=12, choices=Category.choices)
     description = models.TextField(help_text=_("Plain language, shown on every result page."))
     reference_url = models.URLField(blank=True, help_text=_("Optional link to a trustworthy patient resource."))
-    display_order = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
-        ordering = ("display_order", "code")
+        ordering = ("code",)
         verbose_name = _("lesion class")
         verbose_name_plural = _("lesion classes")
 

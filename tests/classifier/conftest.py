@@ -56,7 +56,6 @@ def change_form_data(obj: LesionClass, **changes: str) -> dict[str, str]:
         "category": obj.category,
         "description": obj.description,
         "reference_url": obj.reference_url,
-        "display_order": str(obj.display_order),
     }
     translations = list(obj.translations.order_by("pk"))
     data |= {"translations-TOTAL_FORMS": str(len(translations)), "translations-INITIAL_FORMS": str(len(translations))}
