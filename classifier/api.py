@@ -24,7 +24,6 @@ from classifier.serializers import (
     PredictionInputSerializer,
     PredictionQuerySerializer,
     PredictionSerializer,
-    prediction_data,
 )
 from classifier.services import ImageUpload, prediction_create, predictions_create
 
@@ -82,7 +81,7 @@ class PredictionCreateView(APIView):
         query.is_valid(raise_exception=True)
         upload = ImageUpload.from_file(serializer.validated_data["image"])
         result = prediction_create(image=upload, explain=query.validated_data["explain"])
-        return Response(prediction_data(result), headers=NO_STORE)
+        return Response(PredictionSerializer(result).data, headers=NO_STORE)
 
 
 class BatchPredictionCreateView(APIView):

@@ -9,8 +9,6 @@ from PIL import Image
 
 from classifier.models import LesionClass
 from classifier.selectors import model_describe
-from classifier.serializers import PredictionSerializer, prediction_data
-from classifier.services import ImageUpload, prediction_create
 from ml import CLASS_CODES, preprocessing
 from ml.negatives import non_lesion_images
 from tests.classifier.conftest import upload
@@ -231,9 +229,3 @@ def test_more_files_than_django_parses_get_the_json_error(client, url, settings)
 def test_non_lesion_images_are_out_of_scope(client, kind):
     data = next(d for k, d in non_lesion_images(per_kind=1, seed=3) if k == kind)
     _error(client.post(reverse("api-predictions"), {"image": upload(data, "x.png")}), 422, "out_of_scope")
-
-
-@pytest.mark.parametrize("explain", [False, True])
-def test_the_prediction_answer_is_what_its_serializer_describes(example_image, explain):
-    result = prediction_create(image=ImageUpload("a.jpg", example_image, len(example_image)), explain=explain)
-    assert prediction_data(result) == PredictionSerializer(result).data
