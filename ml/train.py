@@ -21,6 +21,7 @@ from ml.augment import augment, random_resolution
 from ml.calibration import expected_calibration_error, fit_temperature
 from ml.checkpoint import CheckpointError, atomic_save, load_checkpoint, save_checkpoint
 from ml.data import DataError, class_counts, load_pixels_and_sides, read_sources, source_counts, split_sources
+from ml.distill import load_teacher, with_teacher
 from ml.metrics import balanced_accuracy
 from ml.model import ARCHITECTURES
 from ml.predict import predict_logits
@@ -74,19 +75,6 @@ def learning_rate(step: int, *, total_steps: int, warmup_steps: int, base_lr: fl
     return base_lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, *, temperature: float) -> torch.Tensor:
-    """Hinton et al.'s soft-target loss: T² · KL(softmax(teacher / T) ‖ softmax(student / T)).
-
-    The T² keeps its gradients on the scale of the cross-entropy's whatever the temperature.
-    """
-    return temperature**2 * F.kl_div(
-        F.log_softmax(student / temperature, dim=1),
-        F.log_softmax(teacher / temperature, dim=1),
-        log_target=True,
-        reduction="batchmean",
-    )
-
-
 def train_one_epoch(
     model: torch.nn.Module,
     ema: AveragedModel,
@@ -134,11 +122,14 @@ def train_one_epoch(
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
             logits = model(x).float()
             loss = F.cross_entropy(logits, y, weight=class_weights, label_smoothing=config.label_smoothing)
-            if teacher is not None:  # its soft targets need no fp32 precision: bfloat16 on a GPU
-                with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                    soft = teacher(x).float()
-                loss = (1 - config.distill_weight) * loss + config.distill_weight * distillation_loss(
-                    logits, soft, temperature=config.distill_temperature
+            if teacher is not None:
+                loss = with_teacher(
+                    loss,
+                    logits,
+                    x,
+                    teacher=teacher,
+                    weight=config.distill_weight,
+                    temperature=config.distill_temperature,
                 )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -199,14 +190,7 @@ def _models(
         if start.meta["arch"] != config.arch:
             raise CheckpointError(f"--init {str(init)!r} holds a {start.meta['arch']}, not a {config.arch}")
         model.load_state_dict(start.model.state_dict())
-    if teacher is None:
-        return model, None
-    loaded = load_checkpoint(teacher)
-    if loaded.preprocess != preprocess:  # it sees the student's inputs
-        raise CheckpointError(
-            f"teacher {str(teacher)!r} was trained on {loaded.preprocess}, the student on {preprocess}"
-        )
-    return model, loaded.model
+    return model, load_teacher(teacher, preprocess=preprocess) if teacher is not None else None
 
 
 def _setup_distributed() -> tuple[int, int, torch.device]:

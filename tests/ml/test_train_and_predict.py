@@ -9,12 +9,13 @@ import torch
 
 from ml import CLASS_CODES
 from ml.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ml.distill import distillation_loss
 from ml.evaluate import main as evaluate_main
 from ml.model import ResNet18Teacher, fold_for_inference
 from ml.predict import Predictor
 from ml.predict import main as predict_main
 from ml.preprocessing import PreprocessConfig
-from ml.train import TrainConfig, distillation_loss, rank_share, train
+from ml.train import TrainConfig, rank_share, train
 
 
 def test_training_writes_a_checkpoint_that_loads_safely(trained_checkpoint):
