@@ -50,12 +50,12 @@ def original_pipeline(model: torch.nn.Module) -> callable:
 
 def stages(predictor: Predictor, data: bytes, repeats: int) -> dict[str, float]:
     """Median milliseconds of each step of our path, timed in sequence as a request runs them."""
-    config = predictor.config
+    preprocess = predictor.preprocess
     steps = {
-        "decode (draft JPEG, EXIF, RGB)": lambda _: decode(data, config=config),
-        "reduce to 150 px short side": lambda pixels: reduce_to_source(pixels, config=config),
+        "decode (draft JPEG, EXIF, RGB)": lambda _: decode(data, preprocess=preprocess),
+        "reduce to 150 px short side": lambda pixels: reduce_to_source(pixels, preprocess=preprocess),
         "out-of-scope guard": lambda pixels: check_in_scope(pixels) or pixels,
-        "resize 224 + shades-of-gray": lambda pixels: prepare(pixels, config=config),
+        "resize 224 + shades-of-gray": lambda pixels: prepare(pixels, preprocess=preprocess),
         "normalize + model + softmax": lambda pixels: predictor.probabilities(pixels.unsqueeze(0)),
     }
     seconds: dict[str, list[float]] = {name: [] for name in steps}
@@ -74,7 +74,7 @@ def model_alone(predictor: Predictor, original: callable, data: bytes, repeats: 
     taking turns with the original's whole pipeline: how much of the latency ratio the model
     leaves to everything else."""
     pixels = predictor.prepare(data).unsqueeze(0)
-    x = normalize(pixels, config=predictor.config).contiguous(memory_format=torch.channels_last)
+    x = normalize(pixels, preprocess=predictor.preprocess).contiguous(memory_format=torch.channels_last)
     demo = original_model(predictor.model)
 
     def forward(model: torch.nn.Module, inputs: torch.Tensor) -> callable:

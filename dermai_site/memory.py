@@ -12,7 +12,7 @@ def keep_freed_memory() -> None:
     With glibc's defaults, freed memory goes back to the kernel eagerly (large buffers are unmapped,
     the top of the heap is trimmed), and the next request faults its image and activation buffers
     in again: 2–3 ms of system time per request, 15 % of a worker's CPU. With these settings it is
-    ~0.2 ms, for a few MB more RSS (README, Benchmarks).
+    ~0.2 ms, for a few MB more RSS (docs/benchmarks.md).
     Other C libraries are left alone.
     """
     if platform.libc_ver()[0] != "glibc":

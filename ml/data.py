@@ -221,21 +221,21 @@ def source_counts(samples: list[Sample]) -> dict[str, dict[str, int]]:
     }
 
 
-def load_pixels(samples: list[Sample], *, config: PreprocessConfig, progress: bool = True) -> torch.Tensor:
+def load_pixels(samples: list[Sample], *, preprocess: PreprocessConfig, progress: bool = True) -> torch.Tensor:
     """Decode and prepare every image once: an N×3×size×size uint8 tensor (1.5 GB for HAM10000)."""
-    return load_pixels_and_sides(samples, config=config, progress=progress)[0]
+    return load_pixels_and_sides(samples, preprocess=preprocess, progress=progress)[0]
 
 
 def load_pixels_and_sides(
-    samples: list[Sample], *, config: PreprocessConfig, progress: bool = True
+    samples: list[Sample], *, preprocess: PreprocessConfig, progress: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`load_pixels` and each image's short side before the final resize (its level of detail)."""
-    pixels = torch.empty((len(samples), 3, config.size, config.size), dtype=torch.uint8)
+    pixels = torch.empty((len(samples), 3, preprocess.size, preprocess.size), dtype=torch.uint8)
     sides = torch.empty(len(samples), dtype=torch.int16)
     for i, sample in enumerate(tqdm(samples, desc="decoding", unit="img", disable=not progress)):
-        decoded = decode(sample.path.read_bytes(), config=config)
-        sides[i] = min(min(decoded.shape[-2:]), config.source_short_side)
-        pixels[i] = prepare(decoded, config=config)
+        decoded = decode(sample.path.read_bytes(), preprocess=preprocess)
+        sides[i] = min(min(decoded.shape[-2:]), preprocess.source_short_side)
+        pixels[i] = prepare(decoded, preprocess=preprocess)
     return pixels, sides
 
 

@@ -134,9 +134,9 @@ def _recorded_policy(loaded) -> TriagePolicy:
 
 
 def _logits(loaded, samples: list, *, tta: bool) -> torch.Tensor:
-    pixels = load_pixels(samples, config=loaded.preprocess)
+    pixels = load_pixels(samples, preprocess=loaded.preprocess)
     model = fold_for_inference(loaded.model)  # what the web app runs
-    return predict_logits(model, pixels, config=loaded.preprocess, tta=tta)
+    return predict_logits(model, pixels, preprocess=loaded.preprocess, tta=tta)
 
 
 def format_report(result: dict[str, Any]) -> str:

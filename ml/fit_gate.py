@@ -47,7 +47,7 @@ def extract_features(
             if short_sides is not None:
                 x = random_resolution(x, short_sides[start : start + batch_size], low=84)
             x = augment(x)
-        x = normalize(x, config=preprocess).contiguous(memory_format=torch.channels_last)
+        x = normalize(x, preprocess=preprocess).contiguous(memory_format=torch.channels_last)
         outputs.append(gate_features(*forward_with_features(model, x)))
     return torch.cat(outputs) if outputs else torch.empty(0)
 
@@ -84,13 +84,13 @@ def split_groups(items: list[tuple[Path, str, str]], *, fraction: float, seed: i
 
 def prepare_photo(data: bytes, *, preprocess: PreprocessConfig, rng: random.Random | None = None) -> torch.Tensor:
     """Prepared pixels of a photo; with ``rng``, of a random crop of it (how else a user might frame it)."""
-    pixels = decode(data, config=preprocess)
+    pixels = decode(data, preprocess=preprocess)
     if rng is not None:
         height, width = pixels.shape[-2:]
         h, w = round(height * rng.uniform(0.4, 1.0)), round(width * rng.uniform(0.4, 1.0))
         top, left = rng.randrange(height - h + 1), rng.randrange(width - w + 1)
         pixels = pixels[:, top : top + h, left : left + w]
-    return prepare(pixels, config=preprocess)
+    return prepare(pixels, preprocess=preprocess)
 
 
 def negative_pixels(photos: list[bytes], *, preprocess: PreprocessConfig, views: int, seed: int) -> torch.Tensor:
@@ -161,7 +161,7 @@ def gate_fit_and_report(
     train = sets.pop("fit")
     fit_samples = random.Random(seed).sample(train, min(fit_positives, len(train)))
 
-    pixels, sides = load_pixels_and_sides(fit_samples, config=preprocess)
+    pixels, sides = load_pixels_and_sides(fit_samples, preprocess=preprocess)
     positives = torch.cat(
         [
             extract_features(model, pixels, preprocess=preprocess),
@@ -191,7 +191,7 @@ def gate_fit_and_report(
     def scores_of(pixels: torch.Tensor) -> torch.Tensor:
         return gate(extract_features(model, pixels, preprocess=preprocess)).detach()
 
-    positive_scores = {name: scores_of(load_pixels_and_sides(s, config=preprocess)[0]) for name, s in sets.items()}
+    positive_scores = {name: scores_of(load_pixels_and_sides(s, preprocess=preprocess)[0]) for name, s in sets.items()}
     threshold = choose_threshold(
         {k: v for k, v in positive_scores.items() if k.endswith("(threshold)")}, max_refusal=max_refusal
     )

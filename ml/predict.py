@@ -26,7 +26,7 @@ def predict_logits(
     model: torch.nn.Module,
     pixels: torch.Tensor,
     *,
-    config: PreprocessConfig,
+    preprocess: PreprocessConfig,
     tta: bool = False,
     batch_size: int = 256,
 ) -> torch.Tensor:
@@ -34,7 +34,7 @@ def predict_logits(
     device = next(model.parameters()).device
     outputs = []
     for batch in pixels.split(batch_size):
-        x = normalize(batch.to(device), config=config).contiguous(memory_format=torch.channels_last)
+        x = normalize(batch.to(device), preprocess=preprocess).contiguous(memory_format=torch.channels_last)
         views = dihedral(x) if tta else [x]
         outputs.append(torch.stack([model(v) for v in views]).mean(dim=0).float().cpu())
     return torch.cat(outputs) if outputs else torch.empty(0, len(CLASS_CODES))
@@ -62,7 +62,7 @@ class Predictor:
             raise CheckpointError(f"{str(checkpoint)!r} holds a {loaded.meta['arch']}; only a SimpleBNConv is served")
         self.model = loaded.model  # the trained layers, for Grad-CAM
         self.inference_model = fold_for_inference(loaded.model)  # the same logits, faster
-        self.config = loaded.preprocess
+        self.preprocess = loaded.preprocess
         self.temperature = loaded.temperature
         self.meta = loaded.meta
         self.sha256 = loaded.sha256
@@ -77,25 +77,27 @@ class Predictor:
 
     def prepare_with_size(self, data: bytes, *, guard: bool = False) -> tuple[torch.Tensor, tuple[int, int]]:
         """:meth:`prepare`, and the (height, width) of the upright image before it was made square."""
-        pixels = reduce_to_source(decode(data, config=self.config), config=self.config)  # once, for both
+        pixels = reduce_to_source(
+            decode(data, preprocess=self.preprocess), preprocess=self.preprocess
+        )  # once, for both
         if guard:
             check_in_scope(pixels)
-        return prepare(pixels, config=self.config), (pixels.shape[-2], pixels.shape[-1])
+        return prepare(pixels, preprocess=self.preprocess), (pixels.shape[-2], pixels.shape[-1])
 
     def explain(self, pixels: torch.Tensor, *, target: int) -> torch.Tensor:
         """A Grad-CAM overlay (3×H×W uint8) of where prepared ``pixels`` support class ``target``."""
-        inputs = normalize(pixels, config=self.config).unsqueeze(0)
+        inputs = normalize(pixels, preprocess=self.preprocess).unsqueeze(0)
         return overlay(pixels, grad_cam(self.model, inputs, target=target))
 
     def probabilities(self, pixels: torch.Tensor, *, tta: bool = False) -> torch.Tensor:
         """N×7 calibrated probabilities for prepared pixels, in one batched forward pass."""
-        logits = predict_logits(self.inference_model, pixels, config=self.config, tta=tta)
+        logits = predict_logits(self.inference_model, pixels, preprocess=self.preprocess, tta=tta)
         return F.softmax(logits / self.temperature, dim=1)
 
     @torch.inference_mode()
     def assess(self, pixels: torch.Tensor) -> Assessment:
         """Probabilities and the gate's verdict for prepared pixels, from one forward pass."""
-        x = normalize(pixels, config=self.config).contiguous(memory_format=torch.channels_last)
+        x = normalize(pixels, preprocess=self.preprocess).contiguous(memory_format=torch.channels_last)
         logits, blocks = forward_with_features(self.inference_model, x)
         probabilities = F.softmax(logits.float() / self.temperature, dim=1)
         if self.gate is None:

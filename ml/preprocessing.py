@@ -49,7 +49,7 @@ class PreprocessConfig:
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
-def open_image(data: bytes, *, config: PreprocessConfig = PreprocessConfig()) -> Image.Image:
+def open_image(data: bytes, *, preprocess: PreprocessConfig = PreprocessConfig()) -> Image.Image:
     """Decode JPEG, PNG or WebP bytes into an upright RGB image, or raise :class:`ImageError`."""
     if not data:
         raise ImageError("invalid_image", "the file is empty")
@@ -74,7 +74,7 @@ def open_image(data: bytes, *, config: PreprocessConfig = PreprocessConfig()) ->
         raise ImageError("unsupported_format", "animated images are not supported; send a single photo")
     if image.format == "JPEG":
         # Let libjpeg decode at 1/2, 1/4 or 1/8 scale: a 12-megapixel photo costs a fraction.
-        image.draft("RGB", (config.source_short_side, config.source_short_side))
+        image.draft("RGB", (preprocess.source_short_side, preprocess.source_short_side))
     try:
         image.load()
         image = ImageOps.exif_transpose(image)
@@ -100,9 +100,9 @@ def to_pixels(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.array(image)).permute(2, 0, 1)
 
 
-def decode(data: bytes, *, config: PreprocessConfig = PreprocessConfig()) -> torch.Tensor:
+def decode(data: bytes, *, preprocess: PreprocessConfig = PreprocessConfig()) -> torch.Tensor:
     """Image bytes → upright 3×H×W uint8 RGB pixels, or :class:`ImageError`."""
-    return to_pixels(open_image(data, config=config))
+    return to_pixels(open_image(data, preprocess=preprocess))
 
 
 def resize(pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -114,22 +114,24 @@ def resize(pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(pixels.unsqueeze(0), size=size, mode="bilinear", antialias=True)[0]
 
 
-def reduce_to_source(pixels: torch.Tensor, *, config: PreprocessConfig = PreprocessConfig()) -> torch.Tensor:
+def reduce_to_source(pixels: torch.Tensor, *, preprocess: PreprocessConfig = PreprocessConfig()) -> torch.Tensor:
     """Shrink pixels whose short side exceeds the training data's, keeping the aspect ratio."""
     height, width = pixels.shape[-2:]
-    if min(height, width) <= config.source_short_side:
+    if min(height, width) <= preprocess.source_short_side:
         return pixels
-    scale = config.source_short_side / min(height, width)
+    scale = preprocess.source_short_side / min(height, width)
     return resize(pixels, (max(1, round(height * scale)), max(1, round(width * scale))))
 
 
-def prepare(pixels: torch.Tensor, *, config: PreprocessConfig = PreprocessConfig()) -> torch.Tensor:
+def prepare(pixels: torch.Tensor, *, preprocess: PreprocessConfig = PreprocessConfig()) -> torch.Tensor:
     """Resize 3×H×W uint8 pixels and correct their colour cast; returns 3×size×size uint8."""
-    pixels = resize(reduce_to_source(pixels, config=config), (config.size, config.size))
-    if config.colour_constancy == "shades_of_gray":
-        pixels = shades_of_gray(pixels, power=config.shades_of_gray_power)
-    elif config.colour_constancy != "none":
-        raise ValueError(f"unknown colour constancy {config.colour_constancy!r}; expected 'shades_of_gray' or 'none'")
+    pixels = resize(reduce_to_source(pixels, preprocess=preprocess), (preprocess.size, preprocess.size))
+    if preprocess.colour_constancy == "shades_of_gray":
+        pixels = shades_of_gray(pixels, power=preprocess.shades_of_gray_power)
+    elif preprocess.colour_constancy != "none":
+        raise ValueError(
+            f"unknown colour constancy {preprocess.colour_constancy!r}; expected 'shades_of_gray' or 'none'"
+        )
     return pixels
 
 
@@ -148,8 +150,8 @@ def shades_of_gray(pixels: torch.Tensor, *, power: int = 6) -> torch.Tensor:
     return (x / (illuminant * math.sqrt(3))).clamp_(0, 255).round_().to(torch.uint8)
 
 
-def normalize(pixels: torch.Tensor, *, config: PreprocessConfig = PreprocessConfig()) -> torch.Tensor:
+def normalize(pixels: torch.Tensor, *, preprocess: PreprocessConfig = PreprocessConfig()) -> torch.Tensor:
     """Turn a …×3×H×W uint8 (or 0–255 float) tensor into the float input the model expects."""
-    std = torch.tensor(config.std, device=pixels.device).view(3, 1, 1) * 255
-    mean = torch.tensor(config.mean, device=pixels.device).view(3, 1, 1) * 255
+    std = torch.tensor(preprocess.std, device=pixels.device).view(3, 1, 1) * 255
+    mean = torch.tensor(preprocess.mean, device=pixels.device).view(3, 1, 1) * 255
     return torch.addcmul(-mean / std, pixels.float(), 1 / std)  # (x - mean) / std in one pass

@@ -116,7 +116,7 @@ def train_one_epoch(
         x = pixels[index].float()  # pixels and labels are on the device
         if config.resolution_low:
             x = random_resolution(x, short_sides[index], low=config.resolution_low)
-        x = normalize(augment(x), config=preprocess)
+        x = normalize(augment(x), preprocess=preprocess)
         x = x.contiguous(memory_format=torch.channels_last)
         y = labels[index]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
@@ -149,7 +149,7 @@ def recompute_batch_norm(
     device = next(model.parameters()).device
     index = torch.randperm(len(pixels), generator=torch.Generator().manual_seed(seed))[:images]
     batches = (
-        normalize(augment(pixels[i].to(device)), config=preprocess).contiguous(memory_format=torch.channels_last)
+        normalize(augment(pixels[i].to(device)), preprocess=preprocess).contiguous(memory_format=torch.channels_last)
         for i in index.split(256)
     )
     update_bn(batches, model)
@@ -168,7 +168,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Validation logits, accuracy and BMA of ``model`` (no augmentation)."""
     model.eval()
-    logits = predict_logits(model, pixels, config=preprocess)
+    logits = predict_logits(model, pixels, preprocess=preprocess)
     predicted = logits.argmax(dim=1)
     return {
         "logits": logits,
@@ -225,7 +225,7 @@ def train(
     ``init`` starts from the weights of an earlier checkpoint (a warm restart: a new warm-up and
     cosine cycle) instead of random ones. ``teacher`` is a checkpoint whose predictions the model
     also learns (knowledge distillation). A resumable state is written to ``<out>.state.pt`` after
-    every epoch; the best model so far is always in ``out``. Returns the final validation metrics.
+    every epoch, the best weights so far included; ``out`` is written once, calibrated, at the end. Returns the final validation metrics.
     """
     rank, world_size, device = _setup_distributed()
     torch.manual_seed(config.seed)
@@ -241,9 +241,9 @@ def train(
     counts = class_counts(train_samples)
     if min(counts) == 0:
         raise ValueError(f"every class needs training images; counts per class {dict(zip(CLASS_CODES, counts))}")
-    train_pixels, short_sides = load_pixels_and_sides(train_samples, config=preprocess, progress=rank == 0)
-    val_pixels, _ = load_pixels_and_sides(val_samples, config=preprocess, progress=rank == 0)
-    external_pixels, _ = load_pixels_and_sides(external_samples, config=preprocess, progress=rank == 0)
+    train_pixels, short_sides = load_pixels_and_sides(train_samples, preprocess=preprocess, progress=rank == 0)
+    val_pixels, _ = load_pixels_and_sides(val_samples, preprocess=preprocess, progress=rank == 0)
+    external_pixels, _ = load_pixels_and_sides(external_samples, preprocess=preprocess, progress=rank == 0)
     train_labels = torch.tensor([s.label for s in train_samples])
     val_labels = torch.tensor([s.label for s in val_samples])
     external_labels = torch.tensor([s.label for s in external_samples], dtype=torch.long)
@@ -384,7 +384,7 @@ def train(
     best_model = ema.module
     best_model.load_state_dict(best_weights)
     best_model.eval()
-    logits = predict_logits(best_model, torch.cat([val_pixels, external_pixels]), config=preprocess)
+    logits = predict_logits(best_model, torch.cat([val_pixels, external_pixels]), preprocess=preprocess)
     labels = torch.cat([val_labels, external_labels])
     temperature = fit_temperature(logits, labels)
     metrics = {

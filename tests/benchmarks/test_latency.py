@@ -1,5 +1,5 @@
 """`make bench` keeps working: the latency benchmark runs both pipelines and writes its report.
-Timings are not asserted; they are measurements, quoted in the README."""
+Timings are not asserted; they are measurements, quoted in docs/benchmarks.md."""
 
 import json
 

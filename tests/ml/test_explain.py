@@ -30,7 +30,7 @@ def test_heatmap_has_the_image_size_and_moves_with_the_lesion():
     centres = []
     for x in (90, 310):  # lesion on the left, then on the right
         pixels = predictor.prepare(_lesion_at(x, 150))
-        inputs = normalize(pixels, config=predictor.config).unsqueeze(0)
+        inputs = normalize(pixels, preprocess=predictor.preprocess).unsqueeze(0)
         target = int(predictor.probabilities(pixels.unsqueeze(0)).argmax())
         cam = grad_cam(predictor.model, inputs, target=target)
         assert cam.shape == pixels.shape[1:]

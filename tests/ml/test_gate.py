@@ -49,7 +49,7 @@ def gated_checkpoint(trained_checkpoint, tmp_path_factory):
     shutil.copy(trained_checkpoint, path)
     loaded = load_checkpoint(path)
     model = fold_for_inference(loaded.model)
-    pixels = load_pixels(read_samples(EXAMPLES), config=loaded.preprocess, progress=False)
+    pixels = load_pixels(read_samples(EXAMPLES), preprocess=loaded.preprocess, progress=False)
     torch.manual_seed(0)
     positives = torch.cat(
         [extract_features(model, pixels, preprocess=loaded.preprocess, augmented=True)] * 1

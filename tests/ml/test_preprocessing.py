@@ -131,7 +131,7 @@ def _black_png() -> bytes:
 
 def test_colour_constancy_can_be_switched_off():
     data = image_bytes()
-    plain = prepare(decode(data), config=PreprocessConfig(colour_constancy="none"))
+    plain = prepare(decode(data), preprocess=PreprocessConfig(colour_constancy="none"))
     corrected = prepare(decode(data))
     assert not torch.equal(plain, corrected)
 
