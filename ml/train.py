@@ -225,7 +225,8 @@ def train(
     ``init`` starts from the weights of an earlier checkpoint (a warm restart: a new warm-up and
     cosine cycle) instead of random ones. ``teacher`` is a checkpoint whose predictions the model
     also learns (knowledge distillation). A resumable state is written to ``<out>.state.pt`` after
-    every epoch, the best weights so far included; ``out`` is written once, calibrated, at the end. Returns the final validation metrics.
+    every epoch, the best weights so far included; ``out`` is written once, calibrated, at the end.
+    Returns the final validation metrics.
     """
     rank, world_size, device = _setup_distributed()
     torch.manual_seed(config.seed)
