@@ -128,7 +128,7 @@ def _rebuild(checkpoint: dict[str, Any]) -> LoadedModel:
     gate = None
     if checkpoint.get("gate"):
         saved = checkpoint["gate"]
-        gate = Gate(GateConfig(**saved["config"]))
+        gate = Gate(GateConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved["config"].items()}))
         gate.load_state_dict(saved["state_dict"])
         gate = LoadedGate(gate=gate.eval(), threshold=float(saved["threshold"]), report=saved["report"])
     return LoadedModel(
@@ -149,7 +149,7 @@ def record_triage(path: Path, *, triage: dict[str, Any]) -> None:
 def record_gate(path: Path, *, gate: Gate, threshold: float, report: dict[str, Any]) -> None:
     """Store the out-of-distribution gate fitted for this checkpoint's model (``ml.fit_gate``)."""
     saved = {
-        "config": dataclasses.asdict(gate.config),
+        "config": _plain(gate.config),
         "threshold": float(threshold),
         "report": report,
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in gate.state_dict().items()},

@@ -1,17 +1,18 @@
 """Fit the gate: ``python -m ml.fit_gate --checkpoint FILE --data DIR [--data DIR] --ood DIR``.
 
 Positives are dermatoscopic images of the checkpoint's own splits: its training images fit the
-gate, half of each validation set (by lesion) chooses the threshold, the other half is reported.
-Negatives are the photos under ``--ood`` (one subfolder per kind, each with a ``manifest.csv``;
-split by the manifest's ``label`` for patient photos, else by file) and generated images
-(:mod:`ml.negatives`): part fits the gate, the rest is reported, never used to choose anything.
-The gate is stored in the checkpoint.
+gate, half of each validation set (by lesion) standardises the two networks' scores and chooses
+the threshold, the other half is reported. Negatives are the photos under ``--ood`` (one
+subfolder per kind, each with a ``manifest.csv``; split by the manifest's ``label`` for patient
+photos, else by file) and generated images (:mod:`ml.negatives`): part fits the gate, the rest is
+reported, never used to choose anything. The gate is stored in the checkpoint.
 """
 
 import argparse
 import csv
 import random
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,9 @@ import torch.nn.functional as F
 
 from ml import SHIPPED_CHECKPOINT
 from ml.augment import augment, random_resolution
-from ml.checkpoint import LoadedModel, load_checkpoint, record_gate
+from ml.checkpoint import load_checkpoint, record_gate
 from ml.data import DataError, Sample, load_pixels_and_sides, read_sources, split_by_lesion, split_sources
-from ml.gate import Gate, GateConfig, gate_features
+from ml.gate import EvidenceNet, Gate, GateConfig, PixelNet, gate_features
 from ml.model import fold_for_inference, forward_with_features
 from ml.negatives import KINDS, non_lesion_images
 from ml.preprocessing import ImageError, PreprocessConfig, decode, normalize, prepare
@@ -39,7 +40,7 @@ def extract_features(
     short_sides: torch.Tensor | None = None,
     batch_size: int = 128,
 ) -> torch.Tensor:
-    """Gate features of N×3×H×W uint8 prepared pixels; ``augmented`` applies the training augmentation."""
+    """Evidence features of N×3×H×W uint8 prepared pixels; ``augmented`` applies the training augmentation."""
     outputs = []
     for start in range(0, len(pixels), batch_size):
         x = pixels[start : start + batch_size].float()
@@ -47,8 +48,8 @@ def extract_features(
             if short_sides is not None:
                 x = random_resolution(x, short_sides[start : start + batch_size], low=84)
             x = augment(x)
-        x = normalize(x, preprocess=preprocess).contiguous(memory_format=torch.channels_last)
-        outputs.append(gate_features(*forward_with_features(model, x)))
+        inputs = normalize(x, preprocess=preprocess).contiguous(memory_format=torch.channels_last)
+        outputs.append(gate_features(*forward_with_features(model, inputs), x))
     return torch.cat(outputs) if outputs else torch.empty(0)
 
 
@@ -106,42 +107,94 @@ def negative_pixels(photos: list[bytes], *, preprocess: PreprocessConfig, views:
     return torch.stack(out)
 
 
-def fit_gate(
-    positives: torch.Tensor, negatives: torch.Tensor, *, epochs: int = 60, seed: int = 0, hidden: int = 64
-) -> Gate:
-    """Train the gate on feature rows (label 1: dermatoscopic, 0: not), both kinds weighing the same."""
+def fit_evidence(
+    positives: torch.Tensor, negatives: torch.Tensor, *, config: GateConfig, epochs: int = 60, seed: int = 0
+) -> EvidenceNet:
+    """Train the evidence network on feature rows (label 1: dermatoscopic, 0: not), both kinds weighing the same."""
     torch.manual_seed(seed)
     features = torch.cat([positives, negatives])
     labels = torch.cat([torch.ones(len(positives)), torch.zeros(len(negatives))])
-    gate = Gate(GateConfig(features=features.shape[1], hidden=hidden))
-    gate.mean.copy_(features.mean(dim=0))
-    gate.std.copy_(features.std(dim=0).clamp_min(1e-6))
+    net = EvidenceNet(config)
+    net.mean.copy_(features.mean(dim=0))
+    net.std.copy_(features.std(dim=0).clamp_min(1e-6))
     weight = torch.where(labels == 1, len(labels) / (2 * len(positives)), len(labels) / (2 * len(negatives)))
-    optimizer = torch.optim.AdamW(gate.parameters(), lr=3e-3, weight_decay=0.05)
-    gate.train()
+    optimizer = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=0.05)
+    net.train()
     for _ in range(epochs):
         for index in torch.randperm(len(features)).split(256):
-            loss = F.binary_cross_entropy_with_logits(gate(features[index]), labels[index], weight=weight[index])
+            loss = F.binary_cross_entropy_with_logits(net(features[index]), labels[index], weight=weight[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-    return gate.eval()
+    return net.eval()
+
+
+def fit_pixels(
+    positives: torch.Tensor,
+    short_sides: torch.Tensor,
+    negatives: torch.Tensor,
+    *,
+    config: GateConfig,
+    preprocess: PreprocessConfig,
+    epochs: int = 8,
+    batch_size: int = 32,
+    seed: int = 0,
+) -> PixelNet:
+    """Train the pixel network on prepared uint8 pixels with the training augmentation, balanced batches."""
+    torch.manual_seed(seed)
+    net = PixelNet(config)
+    steps = len(positives) // batch_size
+    optimizer = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=epochs * steps)
+    labels = torch.cat([torch.ones(batch_size), torch.zeros(batch_size)])
+    for epoch in range(epochs):
+        net.train()
+        started, total = time.monotonic(), 0.0
+        order = torch.randperm(len(positives))
+        for step in range(steps):
+            chosen = order[step * batch_size : (step + 1) * batch_size]
+            drawn = torch.randint(len(negatives), (batch_size,))
+            pos = augment(random_resolution(positives[chosen].float(), short_sides[chosen], low=84))
+            x = normalize(torch.cat([pos, augment(negatives[drawn].float())]), preprocess=preprocess)
+            loss = F.binary_cross_entropy_with_logits(net(x), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += loss.item()
+        print(
+            f"pixel gate epoch {epoch + 1}/{epochs}: loss {total / steps:.4f}, {time.monotonic() - started:.0f}s",
+            file=sys.stderr,
+        )
+    return net.eval()
+
+
+@torch.inference_mode()
+def gate_parts(gate: Gate, model: torch.nn.Module, pixels: torch.Tensor, preprocess: PreprocessConfig) -> torch.Tensor:
+    """N×2 raw scores (evidence, pixels) of prepared uint8 pixels."""
+    rows = []
+    for batch in pixels.split(128):
+        x = normalize(batch, preprocess=preprocess).contiguous(memory_format=torch.channels_last)
+        logits, blocks = forward_with_features(model, x)
+        rows.append(torch.stack(gate.parts(gate_features(logits, blocks, batch.float()), x), dim=1))
+    return torch.cat(rows) if rows else torch.empty(0, 2)
 
 
 def choose_threshold(scores: dict[str, torch.Tensor], *, max_refusal: float) -> float:
     """The highest threshold that refuses at most ``max_refusal`` of every set of positive scores."""
-    return min(float(torch.quantile(s, max_refusal)) for s in scores.values())
+    # "lower": a score of the set itself, so that at most max_refusal of the set lies below it.
+    return min(float(torch.quantile(s, max_refusal, interpolation="lower")) for s in scores.values())
 
 
-def _loaded_split(loaded: LoadedModel, data: list[Path]) -> dict[str, list[Sample]]:
+def _validation_sets(loaded, data: list[Path]) -> tuple[list[Sample], dict[str, list[Sample]]]:
     summary = loaded.meta["data"]
     splits = split_sources(read_sources(data), val_fraction=summary["val_fraction"], seed=summary["split_seed"])
-    sets = {"fit": splits.train}
+    sets = {}
     for name, samples in (("HAM10000 validation", splits.val), ("other-hospital validation", splits.external)):
         if samples:
-            threshold_half, report_half = split_by_lesion(samples, val_fraction=0.5, seed=1)
+            report_half, threshold_half = split_by_lesion(samples, val_fraction=0.5, seed=1)  # every class in both
             sets[f"{name} (threshold)"], sets[f"{name} (report)"] = threshold_half, report_half
-    return sets
+    return splits.train, sets
 
 
 def gate_fit_and_report(
@@ -150,68 +203,79 @@ def gate_fit_and_report(
     data: list[Path],
     ood: Path,
     max_refusal: float = 0.015,
-    fit_positives: int = 6000,
+    fit_positives: int = 8000,
+    pixels_from: Path | None = None,
+    pixel_epochs: int = 8,
+    generated: tuple[int, int] = (60, 25),
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Fit the gate of ``checkpoint``, choose its threshold, store both in the checkpoint; return the report."""
+    """Fit the gate of ``checkpoint``, choose its threshold, store both in the checkpoint; return the report.
+
+    ``pixels_from`` reuses the pixel network of another checkpoint's gate (it does not depend on
+    the classifier) and fits only the evidence network. ``generated`` is how many generated images
+    of each kind fit the gate and how many are reported.
+    """
     loaded = load_checkpoint(checkpoint)
-    model = fold_for_inference(loaded.model)
-    preprocess = loaded.preprocess
-    sets = _loaded_split(loaded, data)
-    train = sets.pop("fit")
+    model, preprocess = fold_for_inference(loaded.model), loaded.preprocess
+    train, sets = _validation_sets(loaded, data)
     fit_samples = random.Random(seed).sample(train, min(fit_positives, len(train)))
-
-    pixels, sides = load_pixels_and_sides(fit_samples, preprocess=preprocess)
-    positives = torch.cat(
-        [
-            extract_features(model, pixels, preprocess=preprocess),
-            extract_features(model, pixels, preprocess=preprocess, augmented=True, short_sides=sides),
-        ]
-    )
+    positives, sides = load_pixels_and_sides(fit_samples, preprocess=preprocess)
     photos_fit, photos_held = split_groups(read_ood(ood), fraction=0.4, seed=seed)
-    generated_fit = [data for _, data in non_lesion_images(per_kind=40, seed=seed)]
-    negatives = torch.cat(
+    photo_pixels = negative_pixels(
+        [p.read_bytes() for p, _, _ in photos_fit], preprocess=preprocess, views=16, seed=seed
+    )
+    generated_pixels = negative_pixels(
+        [d for _, d in non_lesion_images(per_kind=generated[0], seed=seed)], preprocess=preprocess, views=2, seed=seed
+    )
+    negatives = torch.cat([photo_pixels, generated_pixels])
+
+    evidence_positives = torch.cat(
         [
-            extract_features(
-                model,
-                negative_pixels([p.read_bytes() for p, _, _ in photos_fit], preprocess=preprocess, views=12, seed=seed),
-                preprocess=preprocess,
-                augmented=True,
-            ),
-            extract_features(
-                model,
-                negative_pixels(generated_fit, preprocess=preprocess, views=3, seed=seed),
-                preprocess=preprocess,
-                augmented=True,
-            ),
+            extract_features(model, positives, preprocess=preprocess),
+            extract_features(model, positives, preprocess=preprocess, augmented=True, short_sides=sides),
         ]
     )
-    gate = fit_gate(positives, negatives, seed=seed)
+    evidence_negatives = extract_features(model, negatives, preprocess=preprocess, augmented=True)
+    config = GateConfig(features=evidence_positives.shape[1])
+    gate = Gate(config)
+    gate.evidence = fit_evidence(evidence_positives, evidence_negatives, config=config, seed=seed)
+    if pixels_from is not None:
+        gate.pixels = load_checkpoint(pixels_from).gate.gate.pixels
+    else:
+        gate.pixels = fit_pixels(
+            positives, sides, negatives, config=config, preprocess=preprocess, epochs=pixel_epochs, seed=seed
+        )
+    gate.eval()
 
-    def scores_of(pixels: torch.Tensor) -> torch.Tensor:
-        return gate(extract_features(model, pixels, preprocess=preprocess)).detach()
+    parts = {
+        name: gate_parts(gate, model, load_pixels_and_sides(s, preprocess=preprocess)[0], preprocess)
+        for name, s in sets.items()
+    }
+    reference = torch.cat([v for k, v in parts.items() if k.endswith("(threshold)")])
+    gate.scale.copy_(torch.stack([reference.mean(dim=0), reference.std(dim=0)], dim=1))
 
-    positive_scores = {name: scores_of(load_pixels_and_sides(s, preprocess=preprocess)[0]) for name, s in sets.items()}
+    def combined(raw: torch.Tensor) -> torch.Tensor:
+        return ((raw - gate.scale[:, 0]) / gate.scale[:, 1]).sum(dim=1)
+
+    scores = {name: combined(raw) for name, raw in parts.items()}
     threshold = choose_threshold(
-        {k: v for k, v in positive_scores.items() if k.endswith("(threshold)")}, max_refusal=max_refusal
+        {k: v for k, v in scores.items() if k.endswith("(threshold)")}, max_refusal=max_refusal
     )
-    rows = [_row(name, scores, threshold, positive=True) for name, scores in positive_scores.items()]
+    rows = [_row(name, s, threshold, positive=True) for name, s in scores.items()]
     by_kind: dict[str, list[bytes]] = defaultdict(list)
     for path, _, kind in photos_held:
         by_kind[kind].append(path.read_bytes())
     for kind_name in KINDS:
-        by_kind[f"generated/{kind_name}"] = [
-            d for _, d in non_lesion_images(per_kind=25, seed=seed + 1, kinds=(kind_name,))
-        ]
+        kind_images = non_lesion_images(per_kind=generated[1], seed=seed + 1, kinds=(kind_name,))
+        by_kind[f"generated/{kind_name}"] = [d for _, d in kind_images]
     for kind, photos in sorted(by_kind.items()):
-        rows.append(
-            _row(kind, scores_of(negative_pixels(photos, preprocess=preprocess, views=1, seed=seed)), threshold)
-        )
+        held = negative_pixels(photos, preprocess=preprocess, views=1, seed=seed)
+        rows.append(_row(kind, combined(gate_parts(gate, model, held, preprocess)), threshold))
     report = {
         "checkpoint": str(checkpoint),
         "threshold": threshold,
         "max_refusal": max_refusal,
-        "fit": {"positives": len(positives), "negatives": len(negatives)},
+        "fit": {"positives": len(positives), "negatives": len(negatives), "pixels_from": str(pixels_from or "")},
         "rows": rows,
     }
     record_gate(checkpoint, gate=gate, threshold=threshold, report=report)
@@ -245,6 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True, type=Path, action="append", help="the checkpoint's data folders")
     parser.add_argument("--ood", required=True, type=Path, help="folder of non-dermatoscopic photos (*/manifest.csv)")
     parser.add_argument("--max-refusal", type=float, default=0.015, help="refusals allowed on each threshold half")
+    parser.add_argument(
+        "--pixels-from",
+        type=Path,
+        help="reuse the pixel network of this checkpoint's gate; fit only the evidence network",
+    )
     return parser
 
 
@@ -253,7 +322,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         report = gate_fit_and_report(
-            checkpoint=args.checkpoint, data=args.data, ood=args.ood, max_refusal=args.max_refusal
+            checkpoint=args.checkpoint,
+            data=args.data,
+            ood=args.ood,
+            max_refusal=args.max_refusal,
+            pixels_from=args.pixels_from,
         )
     except (FileNotFoundError, DataError) as error:
         parser.error(str(error))

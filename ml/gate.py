@@ -1,44 +1,84 @@
 """Out-of-distribution gate: refuse photos unlike the dermatoscopic images the classifier knows.
 
-The classifier answers one of seven diagnoses for anything. The gate reads the classifier's own
-evidence for one image — the mean and spread of every block's activations and the energy of the
-logits, all from the same forward pass — and a small network scores how much it resembles the
-dermatoscopic images the model was made for. ``python -m ml.fit_gate`` fits it for one checkpoint
-and stores it inside that checkpoint, since its scores mean something for that model's features only.
+The classifier answers one of seven diagnoses for anything. Two small networks judge instead
+whether an image is a dermatoscopic image at all, and their standardised scores are added:
+
+- the *evidence* network reads the classifier's own forward pass: the mean, spread and peak of
+  every block's activations, the energy of its logits (Liu et al., 2020) and a few colour and
+  texture statistics of the input. It is fitted for one classifier and means nothing for another.
+- the *pixel* network is a small CNN trained on the half-resolution input itself, for the binary
+  task alone; it does not depend on the classifier.
+
+``python -m ml.fit_gate`` fits both, chooses the threshold on validation images and stores the
+gate inside the classifier's checkpoint.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
 @dataclass(frozen=True)
 class GateConfig:
-    """The gate network's shape: ``features`` inputs → ``hidden`` ReLU units → one in-scope score."""
+    """The gate's shape: the evidence network's inputs and width, the pixel network's channels."""
 
     features: int
     hidden: int = 64
     dropout: float = 0.3
+    channels: tuple[int, ...] = field(default=(16, 32, 64, 64))
 
 
-def gate_features(logits: torch.Tensor, blocks: list[torch.Tensor]) -> torch.Tensor:
-    """N×F gate inputs: per channel mean and standard deviation of every block, and the logits' energy.
+def image_statistics(pixels: torch.Tensor) -> torch.Tensor:
+    """N×16 colour and texture statistics of an N×3×H×W batch in 0–255 (before normalisation).
 
-    The energy (log-sum-exp of the logits, Liu et al. 2020) is high where the classifier has seen
-    many images like this one; the block statistics describe texture and colour at five scales.
+    Channel means and spreads, saturation, the four corners' brightness (sorted) against the
+    centre's (dermatoscopes often leave dark round borders) and the Laplacian's mean and spread.
     """
-    pooled = [torch.cat([b.mean(dim=(2, 3)), b.std(dim=(2, 3))], dim=1) for b in blocks]
-    return torch.cat([*pooled, torch.logsumexp(logits, dim=1, keepdim=True)], dim=1)
+    x = pixels.float()
+    brightest, darkest = x.max(dim=1).values, x.min(dim=1).values
+    saturation = (brightest - darkest) / brightest.clamp_min(1)
+    grey = x.mean(dim=1)
+    height, width = grey.shape[-2:]
+    c = height // 6
+    corners = torch.stack([grey[:, :c, :c], grey[:, :c, -c:], grey[:, -c:, :c], grey[:, -c:, -c:]], dim=1).mean(
+        dim=(2, 3)
+    )
+    centre = grey[:, height // 3 : 2 * height // 3, width // 3 : 2 * width // 3].mean(dim=(1, 2))
+    laplacian = (
+        4 * grey[:, 1:-1, 1:-1] - grey[:, :-2, 1:-1] - grey[:, 2:, 1:-1] - grey[:, 1:-1, :-2] - grey[:, 1:-1, 2:]
+    ).abs()
+    return torch.cat(
+        [
+            x.mean(dim=(2, 3)),
+            x.std(dim=(2, 3)),
+            saturation.mean(dim=(1, 2))[:, None],
+            saturation.std(dim=(1, 2))[:, None],
+            corners.sort(dim=1).values,
+            centre[:, None],
+            (corners.mean(dim=1) / centre.clamp_min(1))[:, None],
+            laplacian.mean(dim=(1, 2))[:, None],
+            laplacian.std(dim=(1, 2))[:, None],
+        ],
+        dim=1,
+    )
 
 
-class Gate(nn.Module):
+def gate_features(logits: torch.Tensor, blocks: list[torch.Tensor], pixels: torch.Tensor) -> torch.Tensor:
+    """The evidence network's inputs: per channel mean, spread and peak of every block, the image
+    statistics of ``pixels`` (0–255) and the logits' energy (log-sum-exp)."""
+    pooled = [torch.cat([b.mean(dim=(2, 3)), b.std(dim=(2, 3)), b.amax(dim=(2, 3))], dim=1) for b in blocks]
+    energy = torch.logsumexp(logits, dim=1, keepdim=True)
+    return torch.cat([*pooled, image_statistics(pixels), energy], dim=1)
+
+
+class EvidenceNet(nn.Module):
     """Standardised gate features → a score; higher means more like the training images."""
 
     def __init__(self, config: GateConfig) -> None:
         super().__init__()
-        self.config = config
         self.register_buffer("mean", torch.zeros(config.features))
         self.register_buffer("std", torch.ones(config.features))
         self.net = nn.Sequential(
@@ -52,6 +92,49 @@ class Gate(nn.Module):
         return self.net((features - self.mean) / self.std).squeeze(1)
 
 
+class PixelNet(nn.Module):
+    """A small CNN on the normalised model input at half resolution → a score."""
+
+    def __init__(self, config: GateConfig) -> None:
+        super().__init__()
+        layers, in_channels = [], 3
+        for out_channels in config.channels:
+            layers += [
+                nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+                nn.BatchNorm2d(out_channels),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ]
+            in_channels = out_channels
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(2 * in_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.features(F.avg_pool2d(x, 2))
+        return self.head(torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)).squeeze(1)
+
+
+class Gate(nn.Module):
+    """Both networks; the score is the sum of their scores, each standardised on validation images."""
+
+    def __init__(self, config: GateConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.evidence = EvidenceNet(config)
+        self.pixels = PixelNet(config)
+        # Mean and standard deviation of each network's scores on dermatoscopic validation images.
+        self.register_buffer("scale", torch.tensor([[0.0, 1.0], [0.0, 1.0]]))
+
+    def parts(self, features: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two raw scores: from the classifier's evidence and from the normalised input ``x``."""
+        return self.evidence(features), self.pixels(x)
+
+    def forward(self, features: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        evidence, pixels = self.parts(features, x)
+        (mean_e, std_e), (mean_p, std_p) = self.scale
+        return (evidence - mean_e) / std_e + (pixels - mean_p) / std_p
+
+
 @dataclass
 class LoadedGate:
     """A fitted gate, in eval mode: refuse an image whose score is below ``threshold``."""
@@ -61,5 +144,5 @@ class LoadedGate:
     report: dict[str, Any]
 
     @torch.inference_mode()
-    def scores(self, features: torch.Tensor) -> torch.Tensor:
-        return self.gate(features.float())
+    def scores(self, features: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.gate(features.float(), x)

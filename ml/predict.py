@@ -102,7 +102,7 @@ class Predictor:
         probabilities = F.softmax(logits.float() / self.temperature, dim=1)
         if self.gate is None:
             return Assessment(probabilities, None, torch.zeros(len(pixels), dtype=torch.bool))
-        scores = self.gate.scores(gate_features(logits, blocks))
+        scores = self.gate.scores(gate_features(logits, blocks, pixels), x)
         return Assessment(probabilities, scores, scores < self.gate.threshold)
 
 

@@ -6,34 +6,55 @@ import shutil
 import pytest
 import torch
 
-from ml.checkpoint import load_checkpoint, record_evaluation, record_gate
-from ml.data import load_pixels, read_samples
-from ml.fit_gate import choose_threshold, extract_features, fit_gate, negative_pixels, read_ood, split_groups
-from ml.gate import gate_features
+from ml.checkpoint import load_checkpoint, record_evaluation
+from ml.data import load_pixels_and_sides
+from ml.fit_gate import (
+    _validation_sets,
+    choose_threshold,
+    fit_evidence,
+    gate_fit_and_report,
+    gate_parts,
+    read_ood,
+    split_groups,
+)
+from ml.gate import GateConfig, gate_features, image_statistics
 from ml.model import fold_for_inference
 from ml.negatives import NOISE, non_lesion_images
 from ml.predict import Predictor
 from ml.predict import main as predict_main
 
 
-def test_gate_features_are_block_statistics_and_the_energy():
+def test_gate_features_are_block_statistics_image_statistics_and_the_energy():
     logits = torch.tensor([[1.0, 2.0, 3.0]])
     blocks = [torch.arange(8.0).view(1, 2, 2, 2), torch.ones(1, 3, 2, 2)]
-    features = gate_features(logits, blocks)
-    assert features.shape == (1, 2 * 2 + 2 * 3 + 1)
+    pixels = torch.full((1, 3, 12, 12), 100.0)
+    features = gate_features(logits, blocks, pixels)
+    assert features.shape == (1, 3 * 2 + 3 * 3 + 16 + 1)
     assert features[0, :2].tolist() == [1.5, 5.5]  # channel means of the first block
+    assert features[0, 4:6].tolist() == [3.0, 7.0]  # and their peaks
     assert features[0, -1] == pytest.approx(float(torch.logsumexp(logits, dim=1)))
+    assert torch.equal(features[0, -17:-1], image_statistics(pixels)[0])
 
 
-def test_fit_gate_separates_two_clouds_and_the_threshold_keeps_the_refusal_budget():
+def test_image_statistics_see_a_dark_round_border():
+    yy, xx = torch.meshgrid(torch.arange(60.0), torch.arange(60.0), indexing="ij")
+    disc = ((yy - 30) ** 2 + (xx - 30) ** 2 < 28**2).float()
+    dermatoscope = (disc * 180).expand(1, 3, 60, 60)  # lit disc, black corners
+    photo = torch.full((1, 3, 60, 60), 180.0)
+    corner_to_centre = -3  # the corners' brightness against the centre's
+    assert image_statistics(dermatoscope)[0, corner_to_centre] < 0.1
+    assert image_statistics(photo)[0, corner_to_centre] == pytest.approx(1.0)
+
+
+def test_the_evidence_network_separates_two_clouds_within_the_refusal_budget():
     torch.manual_seed(0)
     positives, negatives = torch.randn(400, 5) + 3, torch.randn(400, 5) - 3
-    gate = fit_gate(positives, negatives, epochs=20)
+    net = fit_evidence(positives, negatives, config=GateConfig(features=5), epochs=20)
     held_positive, held_negative = torch.randn(200, 5) + 3, torch.randn(200, 5) - 3
     with torch.no_grad():
-        threshold = choose_threshold({"held": gate(held_positive)}, max_refusal=0.02)
-        assert float((gate(held_positive) < threshold).float().mean()) <= 0.02
-        assert float((gate(held_negative) < threshold).float().mean()) >= 0.95
+        threshold = choose_threshold({"held": net(held_positive)}, max_refusal=0.02)
+        assert float((net(held_positive) < threshold).float().mean()) <= 0.02
+        assert float((net(held_negative) < threshold).float().mean()) >= 0.95
 
 
 def _noise_photos(n: int) -> list[bytes]:
@@ -41,51 +62,87 @@ def _noise_photos(n: int) -> list[bytes]:
 
 
 @pytest.fixture(scope="module")
-def gated_checkpoint(trained_checkpoint, tmp_path_factory):
-    """The tiny checkpoint with a gate fitted on the examples against generated noise."""
-    from tests.conftest import EXAMPLES
+def gated(tmp_path_factory):
+    """A tiny two-source checkpoint whose gate `ml.fit_gate` fitted against generated noise photos."""
+    from ml.train import TrainConfig, train
+    from tests.conftest import EXAMPLES, write_isic2019
 
-    path = tmp_path_factory.mktemp("gate") / "gated.pt"
-    shutil.copy(trained_checkpoint, path)
-    loaded = load_checkpoint(path)
-    model = fold_for_inference(loaded.model)
-    pixels = load_pixels(read_samples(EXAMPLES), preprocess=loaded.preprocess, progress=False)
-    torch.manual_seed(0)
-    positives = torch.cat(
-        [extract_features(model, pixels, preprocess=loaded.preprocess, augmented=True)] * 1
-        + [extract_features(model, pixels, preprocess=loaded.preprocess)]
+    folder = tmp_path_factory.mktemp("gate")
+    codes = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC"]
+    isic = write_isic2019(
+        folder / "isic", [(f"ISIC_99{i:03d}{k}", codes[i % 7], f"BCN_{i:07d}") for i in range(28) for k in range(2)]
     )
-    noise = negative_pixels(_noise_photos(2), preprocess=loaded.preprocess, views=1, seed=0)
-    negatives = extract_features(model, noise, preprocess=loaded.preprocess)
-    gate = fit_gate(positives, negatives, epochs=40)
-    with torch.no_grad():
-        threshold = choose_threshold({"examples": gate(positives)}, max_refusal=0.0)
-    record_gate(path, gate=gate, threshold=threshold, report={"rows": []})
-    return path
+    checkpoint = folder / "gated.pt"
+    train(data=[EXAMPLES, isic], out=checkpoint, config=TrainConfig(epochs=1, batch_size=4, epoch_size=8))
+    ood = folder / "ood" / "natural"
+    ood.mkdir(parents=True)
+    with open(ood / "manifest.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "source_tag", "label"])
+        for i, data in enumerate(_noise_photos(2)):
+            (ood / f"noise{i}.png").write_bytes(data)
+            writer.writerow([f"noise{i}.png", "noise", "x"])
+    report = gate_fit_and_report(
+        checkpoint=checkpoint, data=[EXAMPLES, isic], ood=ood.parent, fit_positives=64, pixel_epochs=1, generated=(2, 1)
+    )
+    return checkpoint, [EXAMPLES, isic], report
 
 
-def test_the_predictor_refuses_what_its_gate_refuses(gated_checkpoint, examples_dir):
-    # The images the gate was fitted on: served through Predictor.assess, the features must be the
-    # same as the fit's, so the lesions pass and the noise is refused.
-    predictor = Predictor(gated_checkpoint)
-    lesions = torch.stack([predictor.prepare(s.path.read_bytes()) for s in read_samples(examples_dir)])
-    noise = torch.stack([predictor.prepare(d) for d in _noise_photos(2)])
-    assert not predictor.assess(lesions).out_of_scope.any()
-    assessed = predictor.assess(noise)
-    assert assessed.out_of_scope.all()
-    assert (assessed.gate_scores < predictor.gate.threshold).all()
-    # The probabilities are the model's own, gate or not.
-    assert torch.allclose(predictor.assess(lesions).probabilities, predictor.probabilities(lesions), atol=1e-5)
+def test_fit_gate_stores_a_gate_and_reports_every_set(gated):
+    checkpoint, _, report = gated
+    gate = load_checkpoint(checkpoint).gate
+    assert gate.threshold == report["threshold"]
+    sets = {row["set"] for row in report["rows"]}
+    assert {"HAM10000 validation (report)", "other-hospital validation (report)", "natural/noise"} <= sets
+    assert {f"generated/{kind}" for kind in NOISE} <= sets
+    for row in report["rows"]:
+        if row["set"].endswith("(threshold)"):
+            assert row["refused_share"] <= report["max_refusal"]
 
 
-def test_the_gate_survives_recording_an_evaluation(gated_checkpoint, tmp_path):
+def test_the_served_gate_scores_what_the_fit_scored(gated):
+    # Features computed in Predictor.assess (the web path) must be those the gate was fitted and
+    # thresholded on, or the threshold means nothing.
+    checkpoint, data, _ = gated
+    loaded = load_checkpoint(checkpoint)
+    _, sets = _validation_sets(loaded, data)
+    pixels = load_pixels_and_sides(sets["HAM10000 validation (threshold)"], preprocess=loaded.preprocess)[0]
+    gate = loaded.gate.gate
+    raw = gate_parts(gate, fold_for_inference(loaded.model), pixels, loaded.preprocess)
+    expected = ((raw - gate.scale[:, 0]) / gate.scale[:, 1]).sum(dim=1)
+    served = Predictor(checkpoint).assess(pixels)
+    assert torch.allclose(served.gate_scores, expected, atol=1e-4)
+    assert torch.equal(served.out_of_scope, served.gate_scores < loaded.gate.threshold)
+
+
+def test_the_gate_survives_recording_an_evaluation(gated, tmp_path):
+    checkpoint, _, _ = gated
     path = tmp_path / "copy.pt"
-    shutil.copy(gated_checkpoint, path)
+    shutil.copy(checkpoint, path)
     before = load_checkpoint(path).gate
     record_evaluation(path, key="validation", report={"n": 1})
     after = load_checkpoint(path).gate
     assert after.threshold == before.threshold
     assert all(torch.equal(a, b) for a, b in zip(after.gate.state_dict().values(), before.gate.state_dict().values()))
+
+
+def test_the_pixel_network_can_be_reused_for_another_classifier(gated, tmp_path):
+    checkpoint, data, _ = gated
+    other = tmp_path / "other.pt"
+    shutil.copy(checkpoint, other)
+    gate_fit_and_report(
+        checkpoint=other, data=data, ood=tmp_path_ood(tmp_path), fit_positives=32, pixels_from=checkpoint
+    )
+    reused, original = load_checkpoint(other).gate.gate.pixels, load_checkpoint(checkpoint).gate.gate.pixels
+    assert all(torch.equal(a, b) for a, b in zip(reused.state_dict().values(), original.state_dict().values()))
+
+
+def tmp_path_ood(tmp_path):
+    folder = tmp_path / "ood" / "natural"
+    folder.mkdir(parents=True)
+    (folder / "noise.png").write_bytes(_noise_photos(1)[0])
+    (folder / "manifest.csv").write_text("file,source_tag,label\nnoise.png,noise,x\n")
+    return folder.parent
 
 
 def test_a_checkpoint_without_a_gate_refuses_nothing(trained_checkpoint):
@@ -95,25 +152,30 @@ def test_a_checkpoint_without_a_gate_refuses_nothing(trained_checkpoint):
 
 
 @pytest.mark.parametrize("mode", ["keep", "mark", "skip"])
-def test_predict_cli_keeps_marks_or_skips_refused_images(gated_checkpoint, examples_dir, tmp_path, mode):
+def test_predict_cli_keeps_marks_or_skips_refused_images(gated, examples_dir, tmp_path, mode):
+    checkpoint, _, _ = gated
     folder = tmp_path / "in"
     shutil.copytree(examples_dir / "images", folder)
-    for i, data in enumerate(_noise_photos(1)):
-        (folder / f"noise{i}.png").write_bytes(data)
+    # A document: refused by the guard in front of the gate, whatever this tiny gate would say.
+    (folder / "letter.png").write_bytes(next(d for k, d in non_lesion_images(per_kind=1) if k == "document"))
     out = tmp_path / "out.csv"
-    args = [str(folder), "--csv", str(out), "--checkpoint", str(gated_checkpoint), "--out-of-scope", mode]
-    assert predict_main(args) == 0
-    rows = list(csv.DictReader(out.open()))
-    noise = [r for r in rows if r["image"].startswith("noise")]
-    if mode == "skip":
-        assert len(rows) == 14 and not noise
-    else:
-        assert len(rows) == 14 + len(_noise_photos(1))
+    assert predict_main([str(folder), "--csv", str(out), "--checkpoint", str(checkpoint), "--out-of-scope", mode]) == 0
+    rows = {r["image"]: r for r in csv.DictReader(out.open())}
+    assert ("letter" in rows) == (mode != "skip")
     if mode == "mark":
-        assert {r["out_of_scope"] for r in noise} == {"1"}
-        assert {r["out_of_scope"] for r in rows if not r["image"].startswith("noise")} == {"0"}
+        assert rows["letter"]["out_of_scope"] == "1"
+        refused_lesions = [name for name, r in rows.items() if name != "letter" and r["out_of_scope"] == "1"]
+        assert len(rows) == 15 and len(refused_lesions) == sum(
+            Predictor(checkpoint)
+            .assess(
+                torch.stack(
+                    [Predictor(checkpoint).prepare(p.read_bytes()) for p in sorted((examples_dir / "images").iterdir())]
+                )
+            )
+            .out_of_scope.tolist()
+        )
     if mode == "keep":
-        assert "out_of_scope" not in rows[0]
+        assert len(rows) == 15 and "out_of_scope" not in rows["letter"]
 
 
 def test_ood_photos_are_split_by_patient(tmp_path):
