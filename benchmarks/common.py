@@ -81,9 +81,9 @@ def gunicorn(workers: int = 2):
         process.wait(timeout=30)
 
 
-def get(path: str) -> tuple[int, bytes]:
+def get(path: str, *, port: int = PORT) -> tuple[int, bytes]:
     try:
-        connection = http.client.HTTPConnection(HOST, PORT, timeout=30)
+        connection = http.client.HTTPConnection(HOST, port, timeout=30)
         connection.request("GET", path)
         response = connection.getresponse()
         return response.status, response.read()
@@ -91,7 +91,7 @@ def get(path: str) -> tuple[int, bytes]:
         return 0, b""
 
 
-def post_image(data: bytes, name: str = "lesion.jpg", path: str = "/api/v1/predictions/") -> int:
+def post_image(data: bytes, name: str = "lesion.jpg", path: str = "/api/v1/predictions/", *, port: int = PORT) -> int:
     """POST one multipart upload; returns the status (0 for a connection error)."""
     boundary = uuid.uuid4().hex
     body = (
@@ -103,13 +103,47 @@ def post_image(data: bytes, name: str = "lesion.jpg", path: str = "/api/v1/predi
         + f"\r\n--{boundary}--\r\n".encode()
     )
     try:
-        connection = http.client.HTTPConnection(HOST, PORT, timeout=30)
+        connection = http.client.HTTPConnection(HOST, port, timeout=30)
         connection.request("POST", path, body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
         response = connection.getresponse()
         response.read()
         return response.status
     except OSError:
         return 0
+
+
+@contextmanager
+def nginx(upstream: str, port: int, folder: Path):
+    """Debian's nginx with deploy/nginx/dermai.conf on ``port``, in front of ``upstream`` (host:port).
+
+    Its configuration, pid file and temporary files live in ``folder``; yields the nginx process.
+    """
+    site = (ROOT / "deploy" / "nginx" / "dermai.conf").read_text()
+    site = site.replace("127.0.0.1:8000", upstream).replace("listen 8080;", f"listen {HOST}:{port};")
+    site = site.replace("/srv/dermai/staticfiles/", f"{ROOT / 'static'}/")
+    temp = "".join(
+        f"{name}_temp_path {folder / name};\n" for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    config = folder / "nginx.conf"
+    config.write_text(
+        ("user root;\n" if os.geteuid() == 0 else "")  # its workers must reach the files in folder
+        + f"daemon off;\nworker_processes 1;\npid {folder}/nginx.pid;\nerror_log {folder}/error.log;\n"
+        + "events { worker_connections 256; }\nhttp {\naccess_log off;\n"
+        + temp
+        + site
+        + "\n}\n"
+    )
+    process = subprocess.Popen(["nginx", "-c", str(config), "-p", str(folder)], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while get("/healthz", port=port)[0] != 200:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"nginx did not start: {process.stderr.read().decode()[-2000:]}")
+            time.sleep(0.1)
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 def worker_pids(master: int) -> list[int]:

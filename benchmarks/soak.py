@@ -1,20 +1,81 @@
-"""Soak: 8 clients for 60 s mixing good and bad uploads, a worker killed half-way (loopback only)."""
+"""Soak: 8 clients for 60 s through nginx mixing good, bad, hostile and stalled uploads, a worker
+killed half-way (loopback only)."""
 
 import argparse
+import io
 import itertools
 import os
 import signal
+import socket
+import struct
+import tempfile
 import threading
 import time
+import zlib
+from pathlib import Path
 
-from benchmarks.common import gunicorn, lesion_jpeg, post_image, rss_mb, save, worker_pids
+import numpy as np
+from PIL import Image
 
+from benchmarks.common import HOST, PORT, gunicorn, lesion_jpeg, nginx, post_image, rss_mb, save, worker_pids
+
+PROXY_PORT = PORT + 1
+
+
+def scan_bomb(extra_scans: int = 2000) -> bytes:
+    """A progressive JPEG whose last scan is repeated: thousands of scans in a few kilobytes."""
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(lesion_jpeg((600, 450)))).save(buffer, "JPEG", progressive=True, quality=90)
+    data = buffer.getvalue()
+    last_scan = data.rindex(b"\xff\xda")
+    return data[:-2] + data[last_scan:-2] * extra_scans + b"\xff\xd9"
+
+
+def zero_png(side: int = 7000) -> bytes:
+    """An all-black side×side PNG: ~150 kB that would decode to side² × 3 bytes."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    rows = zlib.compress(b"".join(b"\0" + bytes(3 * side) for _ in range(side)), 9)
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+
+
+def noise_jpeg() -> bytes:
+    buffer = io.BytesIO()
+    pixels = np.random.default_rng(0).integers(0, 256, (450, 600, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+# (bytes, file name, the statuses the API documents for it)
 UPLOADS = [
-    (lesion_jpeg((600, 450)), "good.jpg", 200),
-    (b"not an image", "bad.jpg", 415),
-    (lesion_jpeg((600, 450))[:3000], "truncated.jpg", 400),
-    (lesion_jpeg((1200, 900)), "good-large.jpg", 200),
+    (lesion_jpeg((600, 450)), "good.jpg", {200}),
+    (b"not an image", "bad.jpg", {415}),
+    (lesion_jpeg((600, 450))[:3000], "truncated.jpg", {400}),
+    (lesion_jpeg((1200, 900)), "good-large.jpg", {200}),
+    (scan_bomb(), "scan-bomb.jpg", {422}),
+    (zero_png(), "zeros.png", {422}),
+    (noise_jpeg(), "noise.jpg", {422}),
 ]
+
+
+def stall(seconds: float) -> None:
+    """One client that keeps announcing uploads and stalling them, four at a time."""
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        connections = []
+        for _ in range(4):
+            connection = socket.create_connection((HOST, PROXY_PORT))
+            connection.sendall(
+                b"POST /api/v1/predictions/ HTTP/1.1\r\nHost: localhost\r\nContent-Length: 500000\r\n"
+                b"Content-Type: multipart/form-data; boundary=x\r\n\r\n--x\r\n" + b"a" * 10_000
+            )
+            connections.append(connection)
+        time.sleep(min(10, max(0, deadline - time.perf_counter())))
+        for connection in connections:
+            connection.close()
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -25,18 +86,21 @@ def main(argv: list[str] | None = None) -> dict:
     statuses: dict[int, int] = {}
     unexpected = 0
     lock = threading.Lock()
-    with gunicorn(workers=2) as (master, _):
+    folder = Path(tempfile.mkdtemp(prefix="dermai-soak-"))
+    with gunicorn(workers=2) as (master, _), nginx(f"{HOST}:{PORT}", PROXY_PORT, folder):
         deadline = time.perf_counter() + args.seconds
+        staller = threading.Thread(target=stall, args=(args.seconds,))
+        staller.start()
 
         def client(offset: int) -> None:
             nonlocal unexpected
             for data, name, expected in itertools.islice(itertools.cycle(UPLOADS), offset, None):
                 if time.perf_counter() >= deadline:
                     return
-                status = post_image(data, name)
+                status = post_image(data, name, port=PROXY_PORT)
                 with lock:
                     statuses[status] = statuses.get(status, 0) + 1
-                    unexpected += status not in (expected, 0)
+                    unexpected += status not in expected | {0}
 
         threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
         for thread in threads:
@@ -51,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
                 os.kill(killed, signal.SIGKILL)  # gunicorn must replace it
             elif killed is not None and killed not in pids and len(pids) == 2:
                 replaced = True
-        for thread in threads:
+        for thread in [*threads, staller]:
             thread.join()
     server_errors = sum(n for status, n in statuses.items() if status >= 500)
     print(f"{args.clients} clients × {args.seconds:.0f} s: {sum(statuses.values())} requests, statuses {statuses}")

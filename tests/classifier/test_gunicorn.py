@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.common import nginx as proxy
+
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
@@ -111,52 +113,18 @@ def test_one_throttle_budget_per_client_across_workers(server):
     assert len(workers) == 2  # the flood recycled no worker
 
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-
-
 @pytest.fixture
 def nginx(server, tmp_path):
     """Debian's nginx with deploy/nginx/dermai.conf in front of the gunicorn under test."""
-    if not Path(NGINX).exists():
+    if shutil.which("nginx") is None:
         message = "nginx not found: `apt-get install nginx` to run the proxy test"
         if os.environ.get("DERMAI_REQUIRE_BROWSER"):  # CI installs it with the browser
             pytest.fail(message)
         pytest.skip(message)
     base, _ = server
     port = free_port()
-    site = (ROOT / "deploy" / "nginx" / "dermai.conf").read_text()
-    site = site.replace("127.0.0.1:8000", base.removeprefix("http://")).replace(
-        "listen 8080;", f"listen 127.0.0.1:{port};"
-    )
-    site = site.replace("/srv/dermai/staticfiles/", f"{ROOT / 'static'}/")
-    temp = {name: tmp_path / name for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
-    config = tmp_path / "nginx.conf"
-    config.write_text(
-        ("user root;\n" if os.geteuid() == 0 else "")
-        + f"daemon off;\nworker_processes 1;\npid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\n"
-        + "events { worker_connections 128; }\nhttp {\naccess_log off;\n"
-        + "".join(
-            f"{name}_temp_path {path};\n"
-            for name, path in [("client_body", temp["body"])]
-            + [(n, temp[n]) for n in ("proxy", "fastcgi", "uwsgi", "scgi")]
-        )
-        + site
-        + "\n}\n"
-    )
-    process = subprocess.Popen([NGINX, "-c", str(config), "-p", str(tmp_path)], stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
-                break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"nginx did not start: {process.communicate()[1].decode()[-2000:]}")
-            time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
-    process.terminate()
-    process.wait(timeout=10)
+    with proxy(base.removeprefix("http://"), port, tmp_path):
+        yield f"http://127.0.0.1:{port}"
 
 
 def _stalled_upload(url: str) -> socket.socket:
