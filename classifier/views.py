@@ -152,6 +152,7 @@ def about(request: HttpRequest) -> HttpResponse:
         "model": model_info_get(),
         "describe": describe,
         "recalls": class_recalls_list(),
+        "sources": ", ".join(describe["data"].get("sources") or ["HAM10000"]),
         "gate_rows": [r for r in (describe["gate"] or {}).get("refused", []) if "(threshold)" not in r["set"]],
     }
     return render(request, "classifier/about.html", context)
