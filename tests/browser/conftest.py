@@ -71,7 +71,7 @@ AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 
 @pytest.fixture
 def axe(page):
-    """Run axe-core on the current page; returns its violations (WCAG 2.1 A and AA rules)."""
+    """Run axe-core on the current page; returns its violations (WCAG 2.2 A and AA rules, tap targets included)."""
     if not AXE.exists():
         message = "axe-core not installed: `npm ci` (make test does it)"
         if os.environ.get("DERMAI_REQUIRE_BROWSER"):
@@ -81,7 +81,7 @@ def axe(page):
     def run() -> list[dict]:
         page.add_script_tag(path=str(AXE))
         result = page.evaluate(
-            "axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})"
+            "axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa']}})"
         )
         return [
             {"id": v["id"], "help": v["help"], "nodes": [n["target"] for n in v["nodes"]][:3]}
