@@ -204,7 +204,7 @@ def model_describe() -> dict[str, Any]:
         "version": info.version,
         "sha256": info.sha256,
         "classes": list(CLASS_CODES),
-        "parameters": sum(p.numel() for p in predictor.model.parameters()),
+        "parameters": predictor.parameter_count,
         "preprocessing": meta["preprocessing"],
         "calibration": {
             "method": "temperature scaling on the validation split",

@@ -66,6 +66,7 @@ class Predictor:
         self.temperature = loaded.temperature
         self.meta = loaded.meta
         self.sha256 = loaded.sha256
+        self.parameter_count = sum(p.numel() for p in loaded.model.parameters())
         self.gate = loaded.gate
 
     def prepare(self, data: bytes, *, guard: bool = False) -> torch.Tensor:

@@ -116,7 +116,7 @@ def test_about_page_explains_privacy_and_the_model(client):
     html = client.get(reverse("about")).content.decode()
     assert "never written to disk" in html
     predictor, info = predictor_get()
-    parameters = sum(p.numel() for p in predictor.model.parameters())
+    parameters = sum(p.numel() for p in predictor.model.parameters())  # what the model has
     assert f"a {parameters:,}-parameter" in html  # counted from the loaded model, not written in
     assert f"sha256 {info.sha256[:12]}" in html
 
