@@ -6,4 +6,4 @@ from pathlib import Path
 CLASS_CODES: tuple[str, ...] = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
 
 # The model that ships with the project (see ml/MODEL_CARD.md).
-SHIPPED_CHECKPOINT = Path(__file__).parent / "weights" / "simplebnconv-v1.pt"
+SHIPPED_CHECKPOINT = Path(__file__).parent / "weights" / "simplebnconv-v4.pt"

@@ -129,7 +129,7 @@ def _rebuild(checkpoint: dict[str, Any]) -> LoadedModel:
     if checkpoint.get("gate"):
         saved = checkpoint["gate"]
         gate = Gate(GateConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved["config"].items()}))
-        gate.load_state_dict(saved["state_dict"])
+        gate.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in saved["state_dict"].items()})
         gate = LoadedGate(gate=gate.eval(), threshold=float(saved["threshold"]), report=saved["report"])
     return LoadedModel(
         model=model, preprocess=preprocess, temperature=float(checkpoint["temperature"]), meta=meta, gate=gate
@@ -152,9 +152,15 @@ def record_gate(path: Path, *, gate: Gate, threshold: float, report: dict[str, A
         "config": _plain(gate.config),
         "threshold": float(threshold),
         "report": report,
-        "state_dict": {k: v.detach().cpu().contiguous() for k, v in gate.state_dict().items()},
+        # Half precision keeps the shipped file under 1 MB; ml.fit_gate scores the gate at this precision.
+        "state_dict": {k: _stored(v) for k, v in gate.state_dict().items()},
     }
     _update(path, lambda checkpoint: checkpoint.__setitem__("gate", saved))
+
+
+def _stored(tensor: torch.Tensor) -> torch.Tensor:
+    tensor = tensor.detach().cpu().contiguous()
+    return tensor.half() if tensor.is_floating_point() else tensor
 
 
 def _update(path: Path, change) -> None:

@@ -35,6 +35,7 @@ from ml.triage import (  # noqa: E402
     is_malignant,
     measure_policy,
     risk,
+    strictest,
 )
 
 ABSTENTION_THRESHOLDS = [0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
@@ -109,21 +110,26 @@ def _set_report(
 
 
 def triage_report(scored: dict[str, tuple[list, torch.Tensor, torch.Tensor]]) -> dict[str, Any]:
-    """Fit the triage policy on half of each validation set's lesions; measure it on the other half."""
-    fit_probs, fit_labels, held_probs, held_labels = [], [], [], []
-    for samples, probs, labels in scored.values():
+    """Fit the triage policy on half of each validation set's lesions; measure it on the other half.
+
+    Each set gets its own thresholds and the strictest are kept (:func:`ml.triage.strictest`): a
+    hospital with fewer malignant lesions must not get a lower sensitivity than the pooled one.
+    """
+    policies, held = [], {}
+    for name, (samples, probs, labels) in scored.items():
         _, fit_half = split_by_lesion(samples, val_fraction=0.5, seed=1)  # every class has a lesion in it
         fit_ids = {f.image_id for f in fit_half}
         chosen = torch.tensor([s.image_id in fit_ids for s in samples])
-        fit_probs.append(probs[chosen])
-        fit_labels.append(labels[chosen])
-        held_probs.append(probs[~chosen])
-        held_labels.append(labels[~chosen])
-    policy = fit_policy(torch.cat(fit_probs), torch.cat(fit_labels))
+        policies.append(fit_policy(probs[chosen], labels[chosen]))
+        held[name] = (probs[~chosen], labels[~chosen])
+    policy = strictest(policies)
+    all_probs = torch.cat([p for p, _ in held.values()])
+    all_labels = torch.cat([lab for _, lab in held.values()])
     return {
         "policy": asdict(policy),
-        "chosen_on": "half of each validation set's lesions (seed 1)",
-        "measured": measure_policy(torch.cat(held_probs), torch.cat(held_labels), policy),
+        "chosen_on": "half of each validation set's lesions (seed 1), the strictest thresholds of the sets",
+        "measured": measure_policy(all_probs, all_labels, policy),
+        "measured_by_set": {name: measure_policy(p, lab, policy) for name, (p, lab) in held.items()},
         "measured_on": "the other half",
     }
 

@@ -246,6 +246,7 @@ def gate_fit_and_report(
             positives, sides, negatives, config=config, preprocess=preprocess, epochs=pixel_epochs, seed=seed
         )
     gate.eval()
+    _as_stored(gate)
 
     parts = {
         name: gate_parts(gate, model, load_pixels_and_sides(s, preprocess=preprocess)[0], preprocess)
@@ -253,6 +254,7 @@ def gate_fit_and_report(
     }
     reference = torch.cat([v for k, v in parts.items() if k.endswith("(threshold)")])
     gate.scale.copy_(torch.stack([reference.mean(dim=0), reference.std(dim=0)], dim=1))
+    _as_stored(gate)
 
     def combined(raw: torch.Tensor) -> torch.Tensor:
         return ((raw - gate.scale[:, 0]) / gate.scale[:, 1]).sum(dim=1)
@@ -280,6 +282,14 @@ def gate_fit_and_report(
     }
     record_gate(checkpoint, gate=gate, threshold=threshold, report=report)
     return report
+
+
+@torch.no_grad()
+def _as_stored(gate: Gate) -> None:
+    """Round the gate to the half precision it is stored in, so that what is scored is what ships."""
+    for tensor in [*gate.parameters(), *gate.buffers()]:
+        if tensor.is_floating_point():
+            tensor.copy_(tensor.half().float())
 
 
 def _row(name: str, scores: torch.Tensor, threshold: float, *, positive: bool = False) -> dict[str, Any]:

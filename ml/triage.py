@@ -78,6 +78,15 @@ def fit_policy(
     )
 
 
+def strictest(policies: list[TriagePolicy]) -> TriagePolicy:
+    """One policy that keeps each one's promise: the lowest referral threshold (every set keeps its
+    sensitivity) and the highest inconclusive threshold (every set keeps its selective accuracy)."""
+    return TriagePolicy(
+        refer_at=min(p.refer_at for p in policies),
+        inconclusive_below=max(p.inconclusive_below for p in policies),
+    )
+
+
 def measure_policy(probabilities: torch.Tensor, labels: torch.Tensor, policy: TriagePolicy) -> dict[str, Any]:
     """What the policy does on labelled images: referral sensitivity/specificity, answered share and accuracy."""
     referred = risk(probabilities) >= policy.refer_at

@@ -1,5 +1,6 @@
 import io
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -39,6 +40,15 @@ def noise_png(megabytes: float) -> bytes:
     pixels = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG", compress_level=0)
+    return buffer.getvalue()
+
+
+def lesion_png(megabytes: float) -> bytes:
+    """A valid PNG of about ``megabytes`` MB: the example lesion enlarged, stored uncompressed."""
+    side = int((megabytes * 1024 * 1024 / 3) ** 0.5)
+    image = Image.open(Path(__file__).resolve().parents[2] / "examples" / "images" / "ISIC_0024306.jpg")
+    buffer = io.BytesIO()
+    image.convert("RGB").resize((side, side), Image.Resampling.BICUBIC).save(buffer, format="PNG", compress_level=0)
     return buffer.getvalue()
 
 

@@ -7,14 +7,14 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from tests.classifier.conftest import noise_png, upload
+from tests.classifier.conftest import lesion_png, noise_png, upload
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.mark.parametrize("url", [reverse("api-predictions"), reverse("home")])
 def test_a_10_mb_upload_is_classified_in_memory(client, temp_dir, url):
-    data = noise_png(10)
+    data = lesion_png(10)
     assert len(data) > 10 * 1024 * 1024 * 0.99
     response = client.post(url, {"image": upload(data, "phone.png")})
     assert response.status_code == HTTPStatus.OK

@@ -12,9 +12,28 @@ def test_shipped_checkpoint_is_small_and_loads_with_weights_only():
     raw = torch.load(SHIPPED_CHECKPOINT, map_location="cpu", weights_only=True)
     assert raw["arch"] == "SimpleBNConv"
     assert raw["class_codes"] == list(CLASS_CODES)
-    assert raw["data"]["images"] == 10_015
+    assert raw["data"]["sources"]["HAM10000"] == {
+        "MEL": 1113,
+        "NV": 6705,
+        "BCC": 514,
+        "AKIEC": 327,
+        "BKL": 1099,
+        "DF": 115,
+        "VASC": 142,
+    }
     assert raw["data"]["split"] == "by lesion_id, stratified by class"
     assert 0.3 < raw["temperature"] < 5
+
+
+def test_shipped_checkpoint_carries_its_triage_policy_and_gate():
+    loaded = Predictor(SHIPPED_CHECKPOINT)
+    triage = loaded.meta["metrics"]["triage"]
+    assert 0 < triage["policy"]["refer_at"] < 1 and 0 < triage["policy"]["inconclusive_below"] <= 1
+    assert set(triage["measured_by_set"]) == {"validation", "external"}
+    assert loaded.gate is not None
+    rows = {row["set"]: row for row in loaded.gate.report["rows"]}
+    for name in ("HAM10000 validation (threshold)", "other-hospital validation (threshold)"):
+        assert rows[name]["refused_share"] <= loaded.gate.report["max_refusal"]
 
 
 def test_shipped_model_predicts_the_examples(examples_dir):
