@@ -160,3 +160,17 @@ def test_nginx_answers_an_oversized_api_upload_in_json(nginx):
         urllib.request.urlopen(request, timeout=30)
     assert error.value.code == HTTPStatus.REQUEST_ENTITY_TOO_LARGE
     assert json.loads(error.value.read())["error"]["code"] == "too_large"
+
+
+def test_gunicorn_stops_with_one_clear_line_when_the_checkpoint_cannot_be_loaded(tmp_path):
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "DERMAI_BIND": f"127.0.0.1:{free_port()}",
+        "WEB_CONCURRENCY": "1",
+        "DERMAI_CHECKPOINT": str(tmp_path / "missing.pt"),
+    }
+    command = [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "--access-logfile", "/dev/null"]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0  # the master stops instead of respawning workers forever
+    assert f"DermAI cannot start: the model checkpoint {tmp_path / 'missing.pt'} cannot be loaded" in result.stderr
