@@ -73,7 +73,7 @@ def model_alone(predictor: Predictor, original: callable, data: bytes, repeats: 
     """Median milliseconds of the forward passes alone (model + softmax on a normalized input),
     taking turns with the original's whole pipeline: how much of the latency ratio the model
     leaves to everything else."""
-    pixels = predictor.prepare(data).unsqueeze(0)
+    pixels = predictor.read(data).unsqueeze(0)
     x = normalize(pixels, preprocess=predictor.preprocess).contiguous(memory_format=torch.channels_last)
     demo = original_model(predictor.model)
 
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(1)  # one gunicorn worker's share
     keep_freed_memory()  # as in a gunicorn worker; both pipelines run in this process
     predictor = Predictor(SHIPPED_CHECKPOINT)
-    ours = lambda data: predictor.probabilities(predictor.prepare(data, guard=True).unsqueeze(0))  # noqa: E731
+    ours = lambda data: predictor.probabilities(predictor.read(data, guard=True).unsqueeze(0))  # noqa: E731
     original = original_pipeline(original_model(predictor.model))
     rows = {}
     print(f"{'image':22} {'pipeline':9} {'median ms':>10} {'p95 ms':>8}")

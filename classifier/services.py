@@ -136,7 +136,7 @@ def _prepare(predictor: Predictor, upload: ImageUpload) -> tuple[torch.Tensor, t
     if upload.size > max_file_bytes():
         raise PredictionError("too_large")
     try:
-        return predictor.prepare_with_size(upload.data, guard=True)
+        return predictor.read_with_size(upload.data, guard=True)
     except ImageError as error:
         logger.info("refused an upload: %s (%s)", error.code, error.message)  # never the image bytes
         raise PredictionError(error.code) from None

@@ -83,7 +83,7 @@ def split_groups(items: list[tuple[Path, str, str]], *, fraction: float, seed: i
     return fit, [item for item in items if (item[2], item[1]) in held]
 
 
-def prepare_photo(data: bytes, *, preprocess: PreprocessConfig, rng: random.Random | None = None) -> torch.Tensor:
+def photo_pixels(data: bytes, *, preprocess: PreprocessConfig, rng: random.Random | None = None) -> torch.Tensor:
     """Prepared pixels of a photo; with ``rng``, of a random crop of it (how else a user might frame it)."""
     pixels = decode(data, preprocess=preprocess)
     if rng is not None:
@@ -100,8 +100,8 @@ def negative_pixels(photos: list[bytes], *, preprocess: PreprocessConfig, views:
     out = []
     for data in photos:
         try:
-            out.append(prepare_photo(data, preprocess=preprocess))
-            out += [prepare_photo(data, preprocess=preprocess, rng=rng) for _ in range(views - 1)]
+            out.append(photo_pixels(data, preprocess=preprocess))
+            out += [photo_pixels(data, preprocess=preprocess, rng=rng) for _ in range(views - 1)]
         except ImageError:
             continue
     return torch.stack(out)

@@ -37,12 +37,12 @@ def image_statistics(pixels: torch.Tensor) -> dict[str, float]:
     grey = values @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     laplacian = np.abs(4 * grey[1:-1, 1:-1] - grey[:-2, 1:-1] - grey[2:, 1:-1] - grey[1:-1, :-2] - grey[1:-1, 2:])
     fine = rgb.astype(np.int32) >> 2  # 6 bits per channel
-    # Sorting 30,000 codes beats a 2 MB bincount, which falls out of cache between requests.
+    # Sorting the codes beats a bincount over all 2^18 of them, which falls out of cache between requests.
     present, counts = np.unique((fine[..., 0] << 12 | fine[..., 1] << 6 | fine[..., 2]).ravel(), return_counts=True)
     colours = np.unique((present >> 13) << 10 | (present >> 7 & 31) << 5 | present >> 1 & 31).size  # 5 bits
     rg = values[..., 0] - values[..., 1]
     yb = 0.5 * (values[..., 0] + values[..., 1]) - values[..., 2]
-    # np.median's partition is slower here than a full sort (vectorised) of these 30,000 values.
+    # np.median's partition is slower here than a full sort (vectorised) of these values.
     ordered = np.sort(laplacian, axis=None)
     middle = ordered[(ordered.size - 1) // 2 : ordered.size // 2 + 1]  # np.median's one or two values
     return {

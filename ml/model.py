@@ -21,7 +21,7 @@ class MaxPool2x2(nn.Module):
     """``nn.MaxPool2d(2)`` as two element-wise maxima (row pairs, then column pairs): the same output.
 
     PyTorch's CPU max-pooling kernel also computes the argmax indices and branches on every value;
-    on real images it took about 40 % of this model's forward pass. This takes a fraction of that.
+    on real images it took a large share of this model's forward pass (docs/benchmarks.md).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -103,8 +103,7 @@ def forward_with_features(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tens
 
 @torch.no_grad()
 def fold_for_inference(model: nn.Module) -> nn.Module:
-    """A faster module with the logits of ``model`` in eval mode, to float rounding (at most 2e-5
-    on the shipped model's validation images).
+    """A faster module with the logits of ``model`` in eval mode, to float rounding (tests check it).
 
     Returns ``model`` itself when a BatchNorm scale is not positive, where folding is not exact.
     Training, Grad-CAM and anything else that needs the original layers use ``model``.

@@ -69,15 +69,16 @@ class Predictor:
         self.parameter_count = sum(p.numel() for p in loaded.model.parameters())
         self.gate = loaded.gate
 
-    def prepare(self, data: bytes, *, guard: bool = False) -> torch.Tensor:
-        """Image bytes → 3×H×W uint8 model pixels; raises :class:`ml.preprocessing.ImageError`.
+    def read(self, data: bytes, *, guard: bool = False) -> torch.Tensor:
+        """Read uploaded image bytes into 3×H×W uint8 model pixels (decode, reduce, prepare); raises
+        :class:`ml.preprocessing.ImageError`.
 
         With ``guard``, images that are clearly not lesion photos are refused (``out_of_scope``).
         """
-        return self.prepare_with_size(data, guard=guard)[0]
+        return self.read_with_size(data, guard=guard)[0]
 
-    def prepare_with_size(self, data: bytes, *, guard: bool = False) -> tuple[torch.Tensor, tuple[int, int]]:
-        """:meth:`prepare`, and the (height, width) of the upright image before it was made square."""
+    def read_with_size(self, data: bytes, *, guard: bool = False) -> tuple[torch.Tensor, tuple[int, int]]:
+        """:meth:`read`, and the (height, width) of the upright image before it was made square."""
         pixels = reduce_to_source(
             decode(data, preprocess=self.preprocess), preprocess=self.preprocess
         )  # once, for both
@@ -148,14 +149,14 @@ def predict_to_csv(
             names, pixels, refused = [], [], []
             for path in files[start : start + batch_size]:
                 try:
-                    pixels.append(predictor.prepare(path.read_bytes(), guard=gated))
+                    pixels.append(predictor.read(path.read_bytes(), guard=gated))
                     refused.append(False)
                 except ImageError as error:
                     if error.code != "out_of_scope" or not gated:
                         skipped += 1
                         tqdm.write(f"skipped {path}: {error}", file=sys.stderr)
                         continue
-                    pixels.append(predictor.prepare(path.read_bytes()))  # refused by the guard: mark or skip
+                    pixels.append(predictor.read(path.read_bytes()))  # refused by the guard: mark or skip
                     refused.append(True)
                 except OSError as error:
                     skipped += 1

@@ -17,7 +17,7 @@ def test_training_and_serving_prepare_an_image_identically(trained_checkpoint, e
     predictor = Predictor(trained_checkpoint)
     samples = read_samples(examples_dir)
     trained_on = load_pixels(samples, preprocess=predictor.preprocess, progress=False)
-    served = torch.stack([predictor.prepare(s.path.read_bytes(), guard=True) for s in samples])
+    served = torch.stack([predictor.read(s.path.read_bytes(), guard=True) for s in samples])
     assert torch.equal(trained_on, served)
 
 
@@ -25,7 +25,7 @@ def test_the_folded_model_is_what_serves_and_answers_like_the_trained_one(traine
     predictor = Predictor(trained_checkpoint)
     assert predictor.inference_model is not predictor.model
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in predictor.inference_model.modules())
-    pixels = torch.stack([predictor.prepare(s.path.read_bytes()) for s in read_samples(examples_dir)])
+    pixels = torch.stack([predictor.read(s.path.read_bytes()) for s in read_samples(examples_dir)])
     x = normalize(pixels, preprocess=predictor.preprocess).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         expected = F.softmax(predictor.model(x) / predictor.temperature, dim=1)

@@ -49,6 +49,6 @@ def test_overlay_leaves_the_image_untouched_below_the_threshold():
 
 def test_predictor_explain_returns_an_overlay_of_the_model_input():
     predictor = Predictor(SHIPPED_CHECKPOINT)
-    pixels = predictor.prepare(_lesion_at(200, 150))
+    pixels = predictor.read(_lesion_at(200, 150))
     explained = predictor.explain(pixels, target=0)
     assert explained.shape == pixels.shape and explained.dtype == torch.uint8

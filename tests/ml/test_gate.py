@@ -148,7 +148,7 @@ def tmp_path_ood(tmp_path):
 def test_a_checkpoint_without_a_gate_refuses_nothing(trained_checkpoint):
     predictor = Predictor(trained_checkpoint)
     assert predictor.gate is None
-    assert not predictor.assess(torch.stack([predictor.prepare(d) for d in _noise_photos(1)])).out_of_scope.any()
+    assert not predictor.assess(torch.stack([predictor.read(d) for d in _noise_photos(1)])).out_of_scope.any()
 
 
 @pytest.mark.parametrize("mode", ["keep", "mark", "skip"])
@@ -169,7 +169,7 @@ def test_predict_cli_keeps_marks_or_skips_refused_images(gated, examples_dir, tm
             Predictor(checkpoint)
             .assess(
                 torch.stack(
-                    [Predictor(checkpoint).prepare(p.read_bytes()) for p in sorted((examples_dir / "images").iterdir())]
+                    [Predictor(checkpoint).read(p.read_bytes()) for p in sorted((examples_dir / "images").iterdir())]
                 )
             )
             .out_of_scope.tolist()

@@ -39,7 +39,7 @@ def test_shipped_checkpoint_carries_its_triage_policy_and_gate():
 def test_shipped_model_predicts_the_examples(examples_dir):
     predictor = Predictor(SHIPPED_CHECKPOINT)
     samples = read_samples(examples_dir)
-    pixels = torch.stack([predictor.prepare(s.path.read_bytes()) for s in samples])
+    pixels = torch.stack([predictor.read(s.path.read_bytes()) for s in samples])
     probs = predictor.probabilities(pixels)
     assert probs.shape == (14, 7)
     assert torch.allclose(probs.sum(dim=1), torch.ones(14), atol=1e-5)

@@ -65,7 +65,7 @@ def test_ranks_get_equal_disjoint_shares_of_an_epoch(world_size):
 
 def test_checkpoint_predicts_probabilities_and_tta_ignores_flips_and_turns(trained_checkpoint, example_image):
     predictor = Predictor(trained_checkpoint)
-    pixels = predictor.prepare(example_image)
+    pixels = predictor.read(example_image)
     views = torch.stack([pixels, pixels.flip(-1), pixels.rot90(1, dims=(-2, -1))])
     plain = predictor.probabilities(views)
     assert plain.shape == (3, 7)
