@@ -23,9 +23,9 @@ PROXY_PORT = PORT + 1
 
 
 def scan_bomb(extra_scans: int = 2000) -> bytes:
-    """A progressive JPEG whose last scan is repeated: thousands of scans in a few kilobytes."""
+    """A small progressive JPEG whose last scan is repeated: thousands of scans in tens of kilobytes."""
     buffer = io.BytesIO()
-    Image.open(io.BytesIO(lesion_jpeg((600, 450)))).save(buffer, "JPEG", progressive=True, quality=90)
+    Image.open(io.BytesIO(lesion_jpeg((96, 72)))).save(buffer, "JPEG", progressive=True, quality=90)
     data = buffer.getvalue()
     last_scan = data.rindex(b"\xff\xda")
     return data[:-2] + data[last_scan:-2] * extra_scans + b"\xff\xd9"
