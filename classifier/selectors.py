@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ModelInfo:
+    """The loaded checkpoint: its name, version (file stem), sha256 of the loaded bytes, temperature, metadata."""
+
     name: str
     version: str
     sha256: str
@@ -147,6 +149,8 @@ def _class_contents_query(language: str) -> dict[str, ClassContent]:
 
 @dataclass(frozen=True)
 class ExampleImage:
+    """A committed example image and its ground-truth class."""
+
     image_id: str
     code: str
     static_path: str

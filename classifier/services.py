@@ -54,6 +54,8 @@ class ImageUpload:
 
 @dataclass(frozen=True)
 class ClassProbability(ClassContent):
+    """One class of a result: its admin-managed text, calibrated probability and validation recall."""
+
     probability: float
     recall: float | None = None  # share of this class's validation images the model finds
 
@@ -88,6 +90,8 @@ class Risk:
 
 @dataclass(frozen=True)
 class PredictionResult:
+    """Everything a page or the API says about one classified image; images only live in memory."""
+
     model: ModelInfo
     prediction: ClassProbability
     probabilities: list[ClassProbability]  # CLASS_CODES order

@@ -21,6 +21,8 @@ from ml.preprocessing import ImageError, decode, reduce_to_source
 
 @dataclass(frozen=True)
 class GuardConfig:
+    """The cheap guard's limits, set on HAM10000 and generated graphics (see ``python -m ml.guard``)."""
+
     min_side: int = 64  # pixels of the uploaded image
     max_dominant_colour: float = 0.35  # share of the most common colour (documents, screenshots, flat fills)
     min_colours: int = 40  # distinct colours at 5 bits per channel (checkerboards, clip art)
