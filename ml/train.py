@@ -206,6 +206,76 @@ def _setup_distributed() -> tuple[int, int, torch.device]:
     return dist.get_rank(), dist.get_world_size(), torch.device("cpu")
 
 
+@dataclass
+class TrainingData:
+    """The decoded images of a run: training pixels and their sampling, the two validation sets."""
+
+    train_pixels: torch.Tensor
+    train_labels: torch.Tensor
+    short_sides: torch.Tensor
+    sample_weights: torch.Tensor
+    class_weights: torch.Tensor
+    val_pixels: torch.Tensor
+    val_labels: torch.Tensor
+    external_pixels: torch.Tensor
+    external_labels: torch.Tensor
+    summary: dict[str, Any]
+
+
+def load_training_data(
+    folders: list[Path], *, config: TrainConfig, preprocess: PreprocessConfig, device: torch.device, progress: bool
+) -> TrainingData:
+    """Read, split (:func:`ml.data.split_sources`) and decode every image once; weigh the classes.
+
+    Sampling ∝ n_c^-p and loss weights ∝ n_c^-p (p = ``balance_power``): every class weighs the same.
+    """
+    samples = read_sources(folders)
+    splits = split_sources(samples, val_fraction=config.val_fraction, seed=config.split_seed)
+    counts = class_counts(splits.train)
+    if min(counts) == 0:
+        raise ValueError(f"every class needs training images; counts per class {dict(zip(CLASS_CODES, counts))}")
+    train_pixels, short_sides = load_pixels_and_sides(splits.train, preprocess=preprocess, progress=progress)
+    val_pixels, _ = load_pixels_and_sides(splits.val, preprocess=preprocess, progress=progress)
+    external_pixels, _ = load_pixels_and_sides(splits.external, preprocess=preprocess, progress=progress)
+    train_labels = torch.tensor([s.label for s in splits.train])
+    per_class = torch.tensor(counts, dtype=torch.float).pow(-config.balance_power)
+    on_device = device.type == "cuda"  # the whole uint8 set fits on any GPU: no loader, no host copies
+    return TrainingData(
+        train_pixels=train_pixels.to(device) if on_device else train_pixels,
+        train_labels=train_labels.to(device) if on_device else train_labels,
+        short_sides=short_sides.to(device) if on_device else short_sides,
+        sample_weights=per_class[train_labels.cpu()],
+        class_weights=(per_class / (per_class * torch.tensor(counts)).sum() * sum(counts)).to(device),
+        val_pixels=val_pixels,
+        val_labels=torch.tensor([s.label for s in splits.val]),
+        external_pixels=external_pixels,
+        external_labels=torch.tensor([s.label for s in splits.external], dtype=torch.long),
+        summary={
+            "source": ", ".join(map(str, folders)),
+            "sources": source_counts(samples),
+            "images": len(samples),
+            "lesions": len({s.lesion_id for s in samples}),
+            "split": "by lesion_id, stratified by class",
+            "val_fraction": config.val_fraction,
+            "split_seed": config.split_seed,
+            "train_counts": dict(zip(CLASS_CODES, counts)),
+            "val_counts": dict(zip(CLASS_CODES, class_counts(splits.val))),
+            "external_counts": dict(zip(CLASS_CODES, class_counts(splits.external))),
+        },
+    )
+
+
+def calibrate(model: torch.nn.Module, data: TrainingData, *, preprocess: PreprocessConfig) -> tuple[float, dict]:
+    """A temperature fitted on both validation sets, and the calibration error before and after it."""
+    logits = predict_logits(model, torch.cat([data.val_pixels, data.external_pixels]), preprocess=preprocess)
+    labels = torch.cat([data.val_labels, data.external_labels])
+    temperature = fit_temperature(logits, labels)
+    return temperature, {
+        "ece_before": expected_calibration_error(F.softmax(logits, dim=1), labels),
+        "ece_after": expected_calibration_error(F.softmax(logits / temperature, dim=1), labels),
+    }
+
+
 def train(
     *,
     data: Path | list[Path],
@@ -236,25 +306,8 @@ def train(
     if teacher_model is not None:
         teacher_model = teacher_model.to(device, memory_format=torch.channels_last)
     folders = [data] if isinstance(data, Path) else list(data)
-    samples = read_sources(folders)
-    splits = split_sources(samples, val_fraction=config.val_fraction, seed=config.split_seed)
-    train_samples, val_samples, external_samples = splits.train, splits.val, splits.external
-    counts = class_counts(train_samples)
-    if min(counts) == 0:
-        raise ValueError(f"every class needs training images; counts per class {dict(zip(CLASS_CODES, counts))}")
-    train_pixels, short_sides = load_pixels_and_sides(train_samples, preprocess=preprocess, progress=rank == 0)
-    val_pixels, _ = load_pixels_and_sides(val_samples, preprocess=preprocess, progress=rank == 0)
-    external_pixels, _ = load_pixels_and_sides(external_samples, preprocess=preprocess, progress=rank == 0)
-    train_labels = torch.tensor([s.label for s in train_samples])
-    val_labels = torch.tensor([s.label for s in val_samples])
-    external_labels = torch.tensor([s.label for s in external_samples], dtype=torch.long)
-    if device.type == "cuda":  # the whole uint8 set fits on any GPU: no loader, no host copies
-        train_pixels, train_labels = train_pixels.to(device), train_labels.to(device)
-        short_sides = short_sides.to(device)
-
-    per_class = torch.tensor(counts, dtype=torch.float).pow(-config.balance_power)
-    sample_weights = per_class[torch.tensor([s.label for s in train_samples])]
-    class_weights = (per_class / (per_class * torch.tensor(counts)).sum() * sum(counts)).to(device)
+    d = load_training_data(folders, config=config, preprocess=preprocess, device=device, progress=rank == 0)
+    train_pixels, train_labels, short_sides = d.train_pixels, d.train_labels, d.short_sides
 
     # Only the weights are averaged: BatchNorm statistics of averaged weights are recomputed
     # (recompute_batch_norm) — averaging them too mixes in the initial values for thousands of steps.
@@ -290,18 +343,6 @@ def train(
     if config.compile:
         trained = torch.compile(trained)
 
-    data_summary = {
-        "source": ", ".join(map(str, folders)),
-        "sources": source_counts(samples),
-        "images": len(samples),
-        "lesions": len({s.lesion_id for s in samples}),
-        "split": "by lesion_id, stratified by class",
-        "val_fraction": config.val_fraction,
-        "split_seed": config.split_seed,
-        "train_counts": dict(zip(CLASS_CODES, counts)),
-        "val_counts": dict(zip(CLASS_CODES, class_counts(val_samples))),
-        "external_counts": dict(zip(CLASS_CODES, class_counts(external_samples))),
-    }
     training = {
         **dataclasses.asdict(config),
         "init": str(init) if init else None,
@@ -309,7 +350,7 @@ def train(
         "world_size": world_size,
         "device": device.type,
     }
-    draws = config.epoch_size or len(train_samples)
+    draws = config.epoch_size or len(train_pixels)
     total_steps = config.epochs * math.ceil(draws // world_size / config.batch_size)
     for epoch in range(start_epoch, config.epochs):
         started = time.monotonic()
@@ -319,8 +360,8 @@ def train(
             optimizer,
             train_pixels,
             train_labels,
-            sample_weights=sample_weights,
-            class_weights=class_weights,
+            sample_weights=d.sample_weights,
+            class_weights=d.class_weights,
             short_sides=short_sides,
             config=config,
             preprocess=preprocess,
@@ -332,9 +373,10 @@ def train(
             teacher=teacher_model,
         )
         recompute_batch_norm(ema.module, train_pixels, preprocess=preprocess, seed=config.seed + epoch)
-        result = evaluate(ema.module, val_pixels, val_labels, preprocess=preprocess)
+        result = evaluate(ema.module, d.val_pixels, d.val_labels, preprocess=preprocess)
+        has_external = len(d.external_labels) > 0
         external = (
-            evaluate(ema.module, external_pixels, external_labels, preprocess=preprocess) if external_samples else None
+            evaluate(ema.module, d.external_pixels, d.external_labels, preprocess=preprocess) if has_external else None
         )
         row = {
             "epoch": epoch + 1,
@@ -381,26 +423,17 @@ def train(
     if rank != 0:
         dist.destroy_process_group()
         return {}
-    # Calibrate the best epoch's model: a temperature fitted on the validation split(s).
     best_model = ema.module
     best_model.load_state_dict(best_weights)
-    best_model.eval()
-    logits = predict_logits(best_model, torch.cat([val_pixels, external_pixels]), preprocess=preprocess)
-    labels = torch.cat([val_labels, external_labels])
-    temperature = fit_temperature(logits, labels)
-    metrics = {
-        "best_epoch": best,
-        "ece_before": expected_calibration_error(F.softmax(logits, dim=1), labels),
-        "ece_after": expected_calibration_error(F.softmax(logits / temperature, dim=1), labels),
-        "history": history,
-    }
+    temperature, calibration = calibrate(best_model.eval(), d, preprocess=preprocess)
+    metrics = {"best_epoch": best, **calibration, "history": history}
     save_checkpoint(
         out,
         model=best_model,
         preprocess=preprocess,
         temperature=temperature,
         training=training,
-        data=data_summary,
+        data=d.summary,
         metrics=metrics,
     )
     print(
