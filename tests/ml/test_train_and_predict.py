@@ -9,7 +9,7 @@ import torch
 
 from ml import CLASS_CODES
 from ml.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from ml.distill import distillation_loss
+from ml.distill import distillation_loss, with_teacher
 from ml.evaluate import main as evaluate_main
 from ml.model import ResNet18Teacher, fold_for_inference
 from ml.predict import Predictor
@@ -197,8 +197,16 @@ def test_a_student_learns_from_its_teacher(examples_dir, tmp_path, teacher_check
     student = torch.load(tmp_path / "student.pt", map_location="cpu", weights_only=True)
     assert student["training"]["teacher"] == str(teacher_checkpoint)
     assert plain["training"]["teacher"] is None
-    # Same seed, same batches: only the teacher's term can make the losses differ.
-    assert student["metrics"]["history"][0]["loss"] != pytest.approx(plain["metrics"]["history"][0]["loss"])
+
+
+def test_with_a_teacher_the_loss_mixes_in_the_soft_targets():
+    torch.manual_seed(0)
+    teacher = torch.nn.Linear(4, 7)
+    x, logits, hard = torch.randn(5, 4), torch.randn(5, 7), torch.tensor(1.3)
+    mixed = with_teacher(hard, logits, x, teacher=teacher, weight=0.25, temperature=2.0)
+    with torch.no_grad():
+        expected = 0.75 * hard + 0.25 * distillation_loss(logits, teacher(x), temperature=2.0)
+    assert mixed == pytest.approx(float(expected))
 
 
 def test_the_teacher_architecture_trains(examples_dir, tmp_path):
