@@ -149,19 +149,16 @@ def predict_to_csv(
             names, pixels, refused = [], [], []
             for path in files[start : start + batch_size]:
                 try:
-                    pixels.append(predictor.read(path.read_bytes(), guard=gated))
-                    refused.append(False)
-                except ImageError as error:
-                    if error.code != "out_of_scope" or not gated:
-                        skipped += 1
-                        tqdm.write(f"skipped {path}: {error}", file=sys.stderr)
-                        continue
-                    pixels.append(predictor.read(path.read_bytes()))  # refused by the guard: mark or skip
-                    refused.append(True)
-                except OSError as error:
+                    image, is_refused = _read(predictor, path.read_bytes(), mode=out_of_scope)
+                except (ImageError, OSError) as error:
                     skipped += 1
                     tqdm.write(f"skipped {path}: {error}", file=sys.stderr)
                     continue
+                if image is None:  # refused by the guard, and refused images are skipped
+                    skipped += 1
+                    continue
+                pixels.append(image)
+                refused.append(is_refused)
                 names.append(path.stem)
             if not pixels:
                 continue
@@ -179,6 +176,17 @@ def predict_to_csv(
                 writer.row(name, row, *([int(is_refused)] if out_of_scope == "mark" else []))
                 written += 1
     return written, skipped
+
+
+def _read(predictor: Predictor, data: bytes, *, mode: str) -> tuple[torch.Tensor | None, bool]:
+    """Model pixels and whether the guard refused them: read again without the guard for ``mark``,
+    None for ``skip``; with ``keep`` the guard does not run."""
+    try:
+        return predictor.read(data, guard=mode != "keep"), False
+    except ImageError as error:
+        if error.code != "out_of_scope":
+            raise
+    return (predictor.read(data) if mode == "mark" else None), True
 
 
 def build_parser() -> argparse.ArgumentParser:
