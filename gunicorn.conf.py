@@ -12,6 +12,10 @@ graceful_timeout = 20
 # No recycling after N requests: a flood of cheap 429 answers would restart the workers every few
 # seconds. Memory is bounded instead, per request (ml.preprocessing's decoding limits).
 max_requests = 0
+# Instead, a worker whose resident memory has grown past this ceiling (MB) finishes its request and
+# is replaced: a safety net for a slow leak, far above a worker's working set (docs/benchmarks.md).
+# 0 turns it off.
+max_worker_rss_mb = int(os.environ.get("DERMAI_WORKER_MAX_RSS_MB", 600))
 accesslog = "-"
 # The control socket defaults to one path per user (~/.gunicorn/gunicorn.ctl): a second instance on
 # the same host would take it over from the first. DermAI needs no runtime control interface.
@@ -49,3 +53,13 @@ def post_fork(server, worker):
     from dermai_site.memory import keep_freed_memory
 
     keep_freed_memory()
+
+
+def post_request(worker, req, environ, resp):
+    """Replace a worker whose memory passed ``DERMAI_WORKER_MAX_RSS_MB``, once its answer is sent."""
+    from dermai_site.memory import resident_mb
+
+    rss = resident_mb()
+    if max_worker_rss_mb and rss is not None and rss > max_worker_rss_mb:
+        worker.log.warning("worker %s holds %.0f MB > %d MB: replacing it", worker.pid, rss, max_worker_rss_mb)
+        worker.alive = False  # the sync worker leaves its loop; the master forks a fresh one

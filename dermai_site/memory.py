@@ -1,6 +1,7 @@
 """Allocator settings for serving processes (gunicorn workers, and the benchmarks that stand in for them)."""
 
 import ctypes
+import os
 import platform
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # from glibc's <malloc.h>
@@ -20,3 +21,12 @@ def keep_freed_memory() -> None:
     libc = ctypes.CDLL("libc.so.6")
     libc.mallopt(M_MMAP_THRESHOLD, 16 * 1024 * 1024)  # allocations below 16 MB come from the heap
     libc.mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024)  # up to 64 MB of free heap is kept
+
+
+def resident_mb() -> float | None:
+    """This process's resident memory (RSS) in MB, or None where /proc is not available."""
+    try:
+        pages = int(open("/proc/self/statm").read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20

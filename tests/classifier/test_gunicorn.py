@@ -113,6 +113,33 @@ def test_one_throttle_budget_per_client_across_workers(server):
     assert len(workers) == 2  # the flood recycled no worker
 
 
+@pytest.mark.parametrize("server_env", [{"DERMAI_WORKER_MAX_RSS_MB": "1"}])
+def test_a_worker_over_the_memory_ceiling_answers_and_is_replaced(server, example_image):
+    base, process = server
+
+    def workers() -> set[str]:
+        return set(Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split())
+
+    first, answered = workers(), 0
+    deadline = time.monotonic() + 60
+    while workers() & first and time.monotonic() < deadline:  # over a 1 MB ceiling, each answers once
+        status, body = post_image(f"{base}/api/v1/predictions/", example_image)
+        assert status == HTTPStatus.OK and body["prediction"]
+        answered += 1
+    assert not workers() & first and answered >= 2
+    while len(workers()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(workers()) == 2
+
+
+def test_the_default_memory_ceiling_recycles_no_worker(server, example_image):
+    base, process = server
+    first = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    for _ in range(6):
+        assert post_image(f"{base}/api/v1/predictions/", example_image)[0] == HTTPStatus.OK
+    assert Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split() == first
+
+
 @pytest.fixture
 def nginx(server, tmp_path):
     """Debian's nginx with deploy/nginx/dermai.conf in front of the gunicorn under test."""
