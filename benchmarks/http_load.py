@@ -77,7 +77,7 @@ class InProcess:
         """Images per second, classified back to back for ``seconds``."""
         count, started = 0, time.perf_counter()
         while time.perf_counter() - started < seconds:
-            self.predictor.probabilities(self.predictor.read(self.data, guard=True).unsqueeze(0))
+            self.predictor.assess(self.predictor.read(self.data, guard=True).unsqueeze(0))
             count += 1
         return count / (time.perf_counter() - started)
 
@@ -104,7 +104,7 @@ def web_stack_cost(reference: InProcess, *, rounds: int = 6, seconds: float = 2)
             raise RuntimeError(f"the API answered {response.status_code}: {response.content[:200]!r}")
 
     def inference() -> None:
-        reference.predictor.probabilities(reference.predictor.read(reference.data, guard=True).unsqueeze(0))
+        reference.predictor.assess(reference.predictor.read(reference.data, guard=True).unsqueeze(0))
 
     milliseconds: dict[str, list[float]] = {"inference": [], "django": []}
     for _ in range(rounds):

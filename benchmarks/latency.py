@@ -56,7 +56,7 @@ def stages(predictor: Predictor, data: bytes, repeats: int) -> dict[str, float]:
         "reduce to 150 px short side": lambda pixels: reduce_to_source(pixels, preprocess=preprocess),
         "out-of-scope guard": lambda pixels: check_in_scope(pixels) or pixels,
         "resize 224 + shades-of-gray": lambda pixels: prepare(pixels, preprocess=preprocess),
-        "normalize + model + softmax": lambda pixels: predictor.probabilities(pixels.unsqueeze(0)),
+        "normalize + model + softmax + gate": lambda pixels: predictor.assess(pixels.unsqueeze(0)),
     }
     seconds: dict[str, list[float]] = {name: [] for name in steps}
     for run in range(repeats + 3):
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(1)  # one gunicorn worker's share
     keep_freed_memory()  # as in a gunicorn worker; both pipelines run in this process
     predictor = Predictor(SHIPPED_CHECKPOINT)
-    ours = lambda data: predictor.probabilities(predictor.read(data, guard=True).unsqueeze(0))  # noqa: E731
+    ours = lambda data: predictor.assess(predictor.read(data, guard=True).unsqueeze(0))  # noqa: E731
     original = original_pipeline(original_model(predictor.model))
     rows = {}
     print(f"{'image':22} {'pipeline':9} {'median ms':>10} {'p95 ms':>8}")

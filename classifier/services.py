@@ -100,8 +100,7 @@ class PredictionResult:
     risk: Risk
     inconclusive: bool  # no class stands out enough to name one (the triage policy's rule)
     preview_png: bytes = field(default=b"", repr=False)  # what the model saw, for the page; never stored
-    display_heatmap_png: bytes = field(default=b"", repr=False)  # Grad-CAM overlay in the upload's aspect ratio
-    heatmap_png: bytes = field(default=b"", repr=False)
+    heatmap_png: bytes = field(default=b"", repr=False)  # Grad-CAM overlay: pages in the preview's shape, API 224×224
     display_width: int = 224  # the preview's size, in the uploaded image's aspect ratio
     display_height: int = 224
 
@@ -121,10 +120,6 @@ class BatchItem:
     name: str
     result: PredictionResult | None = None
     error: PredictionError | None = None
-
-
-# With the default per-process cache, another worker sees an admin edit within this many seconds;
-# with a shared CACHE_URL (Redis, database) at once.
 
 
 def class_contents_forget(**kwargs: Any) -> None:
@@ -199,8 +194,8 @@ def prediction_create(*, image: ImageUpload, preview: bool = False, explain: boo
         images["preview_png"] = _png(resize(pixels, display))
     if explain:
         heatmap = predictor.explain(pixels, target=int(probs.argmax()))
-        images["heatmap_png"] = _png(heatmap)  # the API's overlay: over the 224×224 model input
-        images["display_heatmap_png"] = _png(resize(heatmap, display))
+        # Pages show it beside the preview, in the upload's aspect ratio; the API over the 224×224 model input.
+        images["heatmap_png"] = _png(resize(heatmap, display) if preview else heatmap)
     return _result(probs.tolist(), info=info, classes=class_contents_get(), elapsed_ms=elapsed_ms, **images)
 
 
@@ -269,7 +264,7 @@ def example_prediction_create(*, image_id: str) -> tuple[ExampleImage, Predictio
         result = prediction_create(
             image=ImageUpload(name=f"{image_id}.jpg", data=data, size=len(data)), preview=True, explain=True
         )
-        images = ("preview_png", "display_heatmap_png", "heatmap_png", "display_width", "display_height")
+        images = ("preview_png", "heatmap_png", "display_width", "display_height")
         answer = {
             "probabilities": [p.probability for p in result.probabilities],
             "elapsed_ms": result.elapsed_ms,

@@ -74,11 +74,12 @@ def throttled(request: HttpRequest) -> HttpResponse | None:
     throttle = AnonRateThrottle()
     if throttle.allow_request(request, view=None):
         return None
+    seconds = int(throttle.wait() or 1)
     form = UploadForm()
-    message = _("Too many images from your address; try again in %(s)d seconds.") % {"s": throttle.wait() or 1}
+    message = _("Too many images from your address; try again in %(s)d seconds.") % {"s": seconds}
     form.errors["image"] = form.error_class([message])
     response = render_home(request, form, status=HTTPStatus.TOO_MANY_REQUESTS)
-    response["Retry-After"] = str(int(throttle.wait() or 1))
+    response["Retry-After"] = str(seconds)
     return response
 
 

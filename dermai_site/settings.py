@@ -200,7 +200,7 @@ CONTENT_SECURITY_POLICY = {
 
 # The throttle counts requests in this cache, and the class texts and example results are kept in
 # it. It must be shared by every worker (one budget per client, admin edits seen at once): by
-# default a table of the default database (`make run` creates it with `createcachetable`); for
+# default a table of the default database (created by `migrate`, migration 0005); for
 # several hosts Redis, e.g. CACHE_URL=redis://127.0.0.1:6379/0.
 CACHES = {"default": env.cache_url("CACHE_URL", default="dbcache://dermai_cache")}
 

@@ -10,6 +10,7 @@ import pytest
 from django.urls import reverse
 from PIL import Image
 
+from benchmarks.soak import zero_png
 from tests.classifier.conftest import upload
 from tests.conftest import EXAMPLES
 
@@ -147,13 +148,6 @@ def _scan_bomb(extra_scans: int) -> bytes:
     return data[:-2] + data[last_scan:-2] * extra_scans + b"\xff\xd9"
 
 
-def _zero_png(side: int) -> bytes:
-    """A side×side all-black PNG: a few kilobytes that decode to side² × 3 bytes."""
-    rows = zlib.compress(b"".join(b"\0" + bytes(3 * side) for _ in range(side)), 9)
-    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", rows) + _chunk(b"IEND", b"")
-
-
 @pytest.mark.django_db
 def test_a_jpeg_scan_bomb_is_refused_before_decoding(client):
     response = client.post(reverse("api-predictions"), {"image": upload(_scan_bomb(500), "bomb.jpg")})
@@ -169,7 +163,7 @@ def test_an_ordinary_progressive_jpeg_is_still_read(client):
 
 @pytest.mark.django_db
 def test_a_huge_zero_png_is_refused_before_decoding(client):
-    data = _zero_png(5000)  # 25 megapixels in about 25 kB
+    data = zero_png(5000)  # 25 megapixels in about 25 kB
     assert len(data) < 100_000
     response = client.post(reverse("api-predictions"), {"image": upload(data, "zeros.png")})
     assert response.status_code == HTTPStatus.UNPROCESSABLE_ENTITY
