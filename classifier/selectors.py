@@ -21,7 +21,7 @@ from classifier.models import LesionClass
 from ml import CLASS_CODES
 from ml.checkpoint import CheckpointError
 from ml.predict import Predictor
-from ml.triage import UNMEASURED_POLICY, TriagePolicy
+from ml.triage import recorded_policy
 
 logger = logging.getLogger(__name__)
 
@@ -106,10 +106,8 @@ def class_recalls_list() -> list[tuple[ClassContent, int]]:
 
 def triage_get() -> dict[str, Any]:
     """The loaded checkpoint's triage policy and what it measured, or the cautious unmeasured default."""
-    triage = model_info_get().meta["metrics"].get("triage")
-    if not triage:
-        return {"policy": UNMEASURED_POLICY, "measured": {}}
-    return {"policy": TriagePolicy(**triage["policy"]), "measured": triage.get("measured", {})}
+    policy, measured = recorded_policy(model_info_get().meta)
+    return {"policy": policy, "measured": measured}
 
 
 def class_contents_get() -> dict[str, ClassContent]:

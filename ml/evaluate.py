@@ -29,11 +29,11 @@ from ml.metrics import (  # noqa: E402
 from ml.model import fold_for_inference  # noqa: E402
 from ml.predict import predict_logits  # noqa: E402
 from ml.triage import (  # noqa: E402
-    UNMEASURED_POLICY,
     TriagePolicy,
     fit_policy,
     is_malignant,
     measure_policy,
+    recorded_policy,
     risk,
     strictest,
 )
@@ -86,7 +86,7 @@ def evaluate_checkpoint(
             }
     triage = triage_report(scored) if split == "val" else None
     for name, (_, probs, labels) in scored.items():
-        policy = TriagePolicy(**triage["policy"]) if triage else _recorded_policy(loaded)
+        policy = TriagePolicy(**triage["policy"]) if triage else recorded_policy(loaded.meta)[0]
         reports[name]["triage"] = measure_policy(probs, labels, policy)
     return {"checkpoint": str(checkpoint), "split": split, "tta": tta, "sets": reports, "triage": triage}
 
@@ -132,11 +132,6 @@ def triage_report(scored: dict[str, tuple[list, torch.Tensor, torch.Tensor]]) ->
         "measured_by_set": {name: measure_policy(p, lab, policy) for name, (p, lab) in held.items()},
         "measured_on": "the other half",
     }
-
-
-def _recorded_policy(loaded) -> TriagePolicy:
-    recorded = loaded.meta["metrics"].get("triage")
-    return TriagePolicy(**recorded["policy"]) if recorded else UNMEASURED_POLICY
 
 
 def _logits(loaded, samples: list, *, tta: bool) -> torch.Tensor:

@@ -32,6 +32,14 @@ class TriagePolicy:
 UNMEASURED_POLICY = TriagePolicy(refer_at=0.2, inconclusive_below=0.6)
 
 
+def recorded_policy(meta: dict[str, Any]) -> tuple[TriagePolicy, dict[str, Any]]:
+    """A checkpoint's recorded policy and what it measured, or the unmeasured default and ``{}``."""
+    triage = meta["metrics"].get("triage")
+    if not triage:
+        return UNMEASURED_POLICY, {}
+    return TriagePolicy(**triage["policy"]), triage.get("measured", {})
+
+
 def risk(probabilities: torch.Tensor) -> torch.Tensor:
     """P(MEL) + P(BCC) + P(AKIEC) of each row of an N×7 probability tensor."""
     return probabilities[:, MALIGNANT_INDEX].sum(dim=1)
