@@ -15,7 +15,7 @@ from ml.checkpoint import CheckpointError, load_checkpoint
 from ml.data import image_files
 from ml.explain import grad_cam, overlay
 from ml.gate import gate_features
-from ml.guard import check_in_scope
+from ml.guard import check_in_scope, out_of_scope_reason
 from ml.isic_csv import IsicCsvWriter
 from ml.model import SimpleBNConv, fold_for_inference, forward_with_features
 from ml.preprocessing import ImageError, PreprocessConfig, decode, normalize, prepare, reduce_to_source
@@ -179,14 +179,13 @@ def predict_to_csv(
 
 
 def _read(predictor: Predictor, data: bytes, *, mode: str) -> tuple[torch.Tensor | None, bool]:
-    """Model pixels and whether the guard refused them: read again without the guard for ``mark``,
-    None for ``skip``; with ``keep`` the guard does not run."""
-    try:
-        return predictor.read(data, guard=mode != "keep"), False
-    except ImageError as error:
-        if error.code != "out_of_scope":
-            raise
-    return (predictor.read(data) if mode == "mark" else None), True
+    """Model pixels and whether the guard refused them, from one decode: None instead of the pixels
+    of a refused image with ``skip``; with ``keep`` the guard does not run."""
+    pixels = reduce_to_source(decode(data, preprocess=predictor.preprocess), preprocess=predictor.preprocess)
+    refused = mode != "keep" and out_of_scope_reason(pixels) is not None
+    if refused and mode == "skip":
+        return None, True
+    return prepare(pixels, preprocess=predictor.preprocess), refused
 
 
 def build_parser() -> argparse.ArgumentParser:
