@@ -46,7 +46,13 @@ class SplitMismatch(ValueError):
 
 
 def evaluate_checkpoint(
-    *, data: Path | list[Path], checkpoint: Path, split: str = "val", tta: bool = False, baseline: Path | None = None
+    *,
+    data: Path | list[Path],
+    checkpoint: Path,
+    split: str = "val",
+    tta: bool = False,
+    baseline: Path | None = None,
+    ensemble: list[Path] = (),
 ) -> dict[str, Any]:
     """Score a checkpoint on its validation sets (``split="val"``) or on every image of ``data`` (``"all"``).
 
@@ -54,6 +60,8 @@ def evaluate_checkpoint(
     split (``validation``) and, with BCN_20000 images, the other hospital's held-out lesions
     (``external``). Returns ``{"sets": {name: report}, "triage": …}``. With ``baseline``, each set's
     report also has that checkpoint's BMA and the paired bootstrap interval of the difference.
+    With ``ensemble``, the checkpoint's calibrated probabilities are averaged with those of these
+    checkpoints (trained on the same split), and the average is what is scored.
     """
     loaded = load_checkpoint(checkpoint)
     samples = read_sources([data] if isinstance(data, Path) else data)
@@ -64,14 +72,21 @@ def evaluate_checkpoint(
     else:
         sets = {"all": samples}
     other = load_checkpoint(baseline) if baseline is not None else None
+    members = [load_checkpoint(path) for path in ensemble]
     keys = ("val_fraction", "split_seed")
-    if other is not None and split == "val" and any(other.meta["data"][k] != summary[k] for k in keys):
-        raise SplitMismatch(f"{baseline} was validated on another split; compare checkpoints of the same split")
+    for path, compared in [(baseline, other), *zip(ensemble, members)]:
+        if compared is not None and split == "val" and any(compared.meta["data"][k] != summary[k] for k in keys):
+            raise SplitMismatch(f"{path} was validated on another split; compare checkpoints of the same split")
     reports, scored = {}, {}
     for name, set_samples in sets.items():
         labels = torch.tensor([s.label for s in set_samples])
         logits = _logits(loaded, set_samples, tta=tta)
         probs = F.softmax(logits / loaded.temperature, dim=1)
+        if members:
+            for member in members:
+                probs = probs + F.softmax(_logits(member, set_samples, tta=tta) / member.temperature, dim=1)
+            probs = probs / (1 + len(members))
+            logits = probs.log()  # the uncalibrated ECE below is then the ensemble's own
         scored[name] = (set_samples, probs, labels)
         reports[name] = _set_report(probs, logits, labels, set_samples, temperature=loaded.temperature)
         if other is not None:
@@ -88,7 +103,14 @@ def evaluate_checkpoint(
     for name, (_, probs, labels) in scored.items():
         policy = TriagePolicy(**triage["policy"]) if triage else recorded_policy(loaded.meta)[0]
         reports[name]["triage"] = measure_policy(probs, labels, policy)
-    return {"checkpoint": str(checkpoint), "split": split, "tta": tta, "sets": reports, "triage": triage}
+    return {
+        "checkpoint": str(checkpoint),
+        "ensemble": [str(path) for path in ensemble],
+        "split": split,
+        "tta": tta,
+        "sets": reports,
+        "triage": triage,
+    }
 
 
 def _set_report(
@@ -159,8 +181,9 @@ def format_report(result: dict[str, Any]) -> str:
     def opt(value, fmt: str = ".3f") -> str:
         return "–" if value is None else format(value, fmt)
 
+    scored = " + ".join([result["checkpoint"], *result["ensemble"]])
     lines = [
-        f"{result['checkpoint']}: {result['split']} sets, TTA {'on' if result['tta'] else 'off'}",
+        f"{scored}: {result['split']} sets, TTA {'on' if result['tta'] else 'off'}",
         "",
         f"{'':34}" + "".join(f"{n:>22}" for n in names),
         line("sources", lambda r: ", ".join(r["sources"])[:21]),
@@ -286,6 +309,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--baseline", type=Path, help="also score this checkpoint on the same images; report the BMA difference"
     )
+    parser.add_argument(
+        "--ensemble",
+        type=Path,
+        action="append",
+        default=[],
+        help="average the calibrated probabilities with this checkpoint's (repeatable); not with --record",
+    )
     parser.add_argument("--out", type=Path, default=Path("reports"), help="folder for the JSON report and plots")
     parser.add_argument(
         "--record",
@@ -298,14 +328,22 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.record and args.ensemble:
+        parser.error("--record stores one checkpoint's figures; an ensemble's are not that checkpoint's")
     try:
         result = evaluate_checkpoint(
-            data=args.data, checkpoint=args.checkpoint, split=args.split, tta=args.tta, baseline=args.baseline
+            data=args.data,
+            checkpoint=args.checkpoint,
+            split=args.split,
+            tta=args.tta,
+            baseline=args.baseline,
+            ensemble=args.ensemble,
         )
     except (FileNotFoundError, DataError, SplitMismatch) as error:
         parser.error(str(error))
     print(format_report(result))
-    stem = f"{args.checkpoint.stem}_{args.split}{'_tta' if args.tta else ''}"
+    members = "".join(f"+{path.stem}" for path in args.ensemble)
+    stem = f"{args.checkpoint.stem}{members}_{args.split}{'_tta' if args.tta else ''}"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2))
     paths = []

@@ -10,6 +10,7 @@ import torch
 from ml import CLASS_CODES
 from ml.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ml.distill import distillation_loss, with_teacher
+from ml.evaluate import evaluate_checkpoint
 from ml.evaluate import main as evaluate_main
 from ml.model import ResNet18Teacher, fold_for_inference
 from ml.predict import Predictor
@@ -164,6 +165,23 @@ def test_evaluate_cli_refuses_a_baseline_validated_on_another_split(trained_chec
     with pytest.raises(SystemExit):
         evaluate_main([*args, "--out", str(tmp_path)])
     assert "validated on another split" in capsys.readouterr().err
+
+
+def test_a_model_ensembled_with_itself_scores_as_the_model(trained_checkpoint, examples_dir):
+    alone = evaluate_checkpoint(data=examples_dir, checkpoint=trained_checkpoint, split="all")["sets"]["all"]
+    twice = evaluate_checkpoint(
+        data=examples_dir, checkpoint=trained_checkpoint, split="all", ensemble=[trained_checkpoint]
+    )["sets"]["all"]
+    assert twice["confusion_matrix"] == alone["confusion_matrix"]
+    for key in ("balanced_accuracy", "ece", "macro_auc"):  # the ECE only if the average is divided
+        assert twice[key] == pytest.approx(alone[key], abs=1e-6), key
+
+
+def test_evaluate_cli_refuses_to_record_an_ensemble(trained_checkpoint, examples_dir, tmp_path, capsys):
+    args = ["--data", str(examples_dir), "--checkpoint", str(trained_checkpoint), "--split", "all"]
+    with pytest.raises(SystemExit):
+        evaluate_main([*args, "--ensemble", str(trained_checkpoint), "--record", "--out", str(tmp_path)])
+    assert "an ensemble's are not that checkpoint's" in capsys.readouterr().err
 
 
 def test_distillation_loss_is_hintons_soft_target_loss():
