@@ -1,9 +1,12 @@
 import base64
 import csv
 import io
+import re
 from http import HTTPStatus
 
 import pytest
+from django.conf import settings
+from django.contrib.staticfiles import finders
 from django.urls import reverse
 
 from classifier import services
@@ -109,6 +112,15 @@ def test_an_example_is_classified_with_one_click(client):
 
 def test_an_unknown_example_is_not_found(client):
     assert client.get(reverse("example", args=["ISIC_9999999"])).status_code == HTTPStatus.NOT_FOUND
+
+
+def test_every_figure_of_the_model_card_page_is_served(client):
+    html = client.get(reverse("model-card")).content.decode()
+    sources = re.findall(r'<img alt="[^"]+" src="([^"]+)"', html)
+    assert len(sources) >= 2
+    prefix = "/" + settings.STATIC_URL.lstrip("/")
+    for source in sources:
+        assert source.startswith(prefix) and finders.find(source.removeprefix(prefix)), source
 
 
 def test_about_page_explains_privacy_and_the_model(client):
