@@ -29,7 +29,8 @@ class MultipleFileField(forms.FileField):
 class UploadForm(forms.Form):
     image = MultipleFileField(
         label=_("Dermatoscopic image(s)"),
-        error_messages={"required": _("Choose an image file to analyse."), "empty": _("The file is empty.")},
+        allow_empty_file=True,  # an empty file is that item's error in a batch, not the whole batch's
+        error_messages={"required": _("Choose an image file to analyse.")},
     )
 
     def __init__(self, *args, **kwargs):

@@ -106,7 +106,9 @@ def home(request: HttpRequest) -> HttpResponse:
         return render_home(request, form, status=status)
     csv_text = batch_csv(items, model_version=model_info_get().version)
     csv_data_uri = "data:text/csv;base64," + base64.b64encode(csv_text.encode()).decode("ascii")
-    return render(request, "classifier/batch.html", {"items": by_risk(items), "csv_data_uri": csv_data_uri})
+    refused = any(item.error and item.error.code == "out_of_scope" for item in items)  # then the page explains why
+    context = {"items": by_risk(items), "csv_data_uri": csv_data_uri, "refused": refused}
+    return render(request, "classifier/batch.html", context)
 
 
 @never_cache

@@ -8,6 +8,7 @@ import pytest
 from django.conf import settings
 from django.contrib.staticfiles import finders
 from django.urls import reverse
+from PIL import Image
 
 from classifier import services
 from classifier.models import LesionClass
@@ -86,6 +87,7 @@ def test_the_card_follows_the_triage_policy(client, example_image, monkeypatch, 
         (b"%PDF-1.4 this is a document", "report.pdf", "Unsupported file type"),
         (image_bytes(fmt="GIF"), "anim.gif", "Unsupported file type"),
         (image_bytes()[:300], "cut.jpg", "corrupt"),
+        (b"", "empty.jpg", "empty"),
     ],
 )
 def test_a_bad_file_shows_a_form_error(client, data, name, message):
@@ -165,6 +167,19 @@ def test_several_images_give_a_batch_table_with_a_csv_and_per_file_errors(client
         assert row["category"] == result.prediction.category
         assert row["model_version"] == result.model.version
     assert "no-store" in response["Cache-Control"]
+
+
+def test_an_empty_or_refused_file_in_a_batch_is_that_files_error_and_the_page_explains(client, example_image):
+    buffer = io.BytesIO()
+    Image.new("RGB", (300, 300), "white").save(buffer, "PNG")  # a blank page: out of scope
+    document = buffer.getvalue()
+    files = [upload(example_image), upload(b"", "empty.jpg"), upload(document, "page.png")]
+    response = client.post(reverse("home"), {"image": files})
+    assert response.status_code == HTTPStatus.OK
+    errors = {i.name: i.error.code for i in response.context["items"] if i.error}
+    assert errors == {"empty.jpg": "invalid_image", "page.png": "out_of_scope"}
+    html = response.content.decode()
+    assert 'href="#guide"' in html and 'id="guide"' in html  # the link leads somewhere on this page
 
 
 def test_the_batch_csv_keeps_file_names_from_running_as_formulas(client, example_image):
