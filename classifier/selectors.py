@@ -219,6 +219,8 @@ def model_describe() -> dict[str, Any]:
             "risk": "P(MEL) + P(BCC) + P(AKIEC), calibrated",
             "policy": dataclasses.asdict(triage["policy"]),
             "measured": triage["measured"],
+            # each validation set apart: one threshold can refer very differently at two hospitals
+            "measured_by_set": meta["metrics"].get("triage", {}).get("measured_by_set", {}),
         },
         "gate": gate_describe(predictor),
         "metrics": meta["metrics"].get("evaluation", {}),

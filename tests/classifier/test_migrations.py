@@ -1,4 +1,6 @@
 import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 
 from classifier.models import LesionClass, LesionClassTranslation
 from ml import CLASS_CODES
@@ -20,3 +22,23 @@ def test_data_migration_seeds_spanish_for_every_class():
     spanish = LesionClassTranslation.objects.filter(language="es")
     assert sorted(t.lesion_class.code for t in spanish) == sorted(CLASS_CODES)
     assert all(len(t.description) > 80 for t in spanish)
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_akiec_text_names_squamous_cell_carcinoma_unless_an_admin_edited_it():
+    before = ("classifier", "0006_drop_display_order")
+    after = ("classifier", "0007_akiec_includes_squamous_cell_carcinoma")
+    executor = MigrationExecutor(connection)
+    executor.migrate([before])
+    old_apps = executor.loader.project_state([before]).apps
+    old_apps.get_model("classifier", "LesionClassTranslation").objects.filter(
+        lesion_class__code="AKIEC", language="es"
+    ).update(description="Editado en el admin.")
+    executor = MigrationExecutor(connection)
+    executor.migrate([after])
+    akiec = LesionClass.objects.get(code="AKIEC")
+    assert akiec.name == "Actinic keratosis / squamous cell carcinoma"
+    assert "squamous cell carcinoma" in akiec.description
+    spanish = akiec.translations.get(language="es")
+    assert spanish.name == "Queratosis actínica / carcinoma intraepitelial"  # the edited row is left alone
+    assert spanish.description == "Editado en el admin."
