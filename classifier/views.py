@@ -16,7 +16,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 from django.views import defaults
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods, require_safe
+from django.views.decorators.http import require_http_methods, require_safe
 from rest_framework.throttling import AnonRateThrottle
 
 from classifier.errors import PredictionError, error_body
@@ -84,9 +84,9 @@ def throttled(request: HttpRequest) -> HttpResponse | None:
 
 
 @never_cache
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def home(request: HttpRequest) -> HttpResponse:
-    if request.method == "GET":
+    if request.method != "POST":
         return render_home(request)
     if (refused := throttled(request)) is not None:
         return refused
@@ -112,7 +112,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 @never_cache
-@require_GET
+@require_safe
 def example(request: HttpRequest, image_id: str) -> HttpResponse:
     if (refused := throttled(request)) is not None:
         return refused
@@ -141,12 +141,12 @@ def model_card_html() -> SafeString:
     return mark_safe(html)  # noqa: S308
 
 
-@require_GET
+@require_safe
 def model_card(request: HttpRequest) -> HttpResponse:
     return render(request, "classifier/model_card.html", {"card": model_card_html()})
 
 
-@require_GET
+@require_safe
 def about(request: HttpRequest) -> HttpResponse:
     if not model_ready():
         return render(request, "classifier/about.html", {"model": None})

@@ -224,3 +224,17 @@ def test_example_pages_share_the_clients_throttle_budget(client, monkeypatch):
     statuses = [client.get(reverse("example", args=["ISIC_0024306"])).status_code for _ in range(3)]
     assert statuses == [HTTPStatus.OK, HTTPStatus.OK, HTTPStatus.TOO_MANY_REQUESTS]
     assert client.post(reverse("home"), {}).status_code == HTTPStatus.TOO_MANY_REQUESTS  # the same budget
+
+
+@pytest.mark.parametrize("path", ["/", "/about/", "/model-card/", "/examples/ISIC_0024306/"])
+def test_pages_answer_head_requests(client, path):
+    response = client.head(path)
+    assert response.status_code == HTTPStatus.OK
+    assert response.content == b""
+
+
+def test_an_unknown_page_is_a_page_of_the_site(client):
+    response = client.get("/no-such-page/", HTTP_ACCEPT_LANGUAGE="es")
+    assert response.status_code == HTTPStatus.NOT_FOUND
+    html = response.content.decode()
+    assert "Página no encontrada" in html and 'href="/"' in html  # translated, with the site's navigation
