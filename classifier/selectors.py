@@ -15,6 +15,7 @@ import torch
 from django.conf import settings
 from django.core.cache import cache
 from django.utils.translation import get_language
+from django.utils.translation import gettext_lazy as _
 
 from classifier.errors import PredictionError
 from classifier.models import LesionClass
@@ -194,6 +195,36 @@ def gate_describe(predictor: Predictor) -> dict[str, Any] | None:
         "refused": report.get("rows", []),
         "max_refusal": report.get("max_refusal"),
     }
+
+
+# The gate report's sets (ml.fit_gate), as the about page names them: dermatoscopic validation
+# lesions by hospital, the kinds of non-dermatoscopic photos by folder prefix.
+GATE_SET_LABELS = {
+    "HAM10000 validation (report)": _("HAM10000 validation lesions (dermatoscopic)"),
+    "other-hospital validation (report)": _("Barcelona validation lesions (dermatoscopic)"),
+    "clinical": _("Phone and clinic photos of skin lesions"),
+    "natural": _("Everyday photos: clothing, scenes, food, objects"),
+    "generated": _("Generated images: noise, documents, screenshots, flat colours"),
+    "nearmiss": _("Textures that resemble skin"),
+}
+
+
+def gate_refusals_list() -> list[dict[str, Any]]:
+    """What the loaded model's gate refused, one row per kind of image, for people to read.
+
+    The halves of the validation sets that chose the threshold are left out: only images that
+    did not choose it measure it.
+    """
+    gate = gate_describe(predictor_get()[0])
+    rows: dict[str, dict[str, Any]] = {}
+    for row in (gate or {}).get("refused", []):
+        key = row["set"] if row["set"] in GATE_SET_LABELS else row["set"].split("/")[0]
+        if key not in GATE_SET_LABELS:
+            continue  # a threshold half, or a kind this page does not name
+        total = rows.setdefault(key, {"label": GATE_SET_LABELS[key], "images": 0, "refused": 0})
+        total["images"] += row["images"]
+        total["refused"] += row["refused"]
+    return list(rows.values())
 
 
 def model_describe() -> dict[str, Any]:

@@ -21,7 +21,14 @@ from rest_framework.throttling import AnonRateThrottle
 
 from classifier.errors import PredictionError, error_body
 from classifier.forms import UploadForm
-from classifier.selectors import class_recalls_list, example_cards_get, model_describe, model_info_get, model_ready
+from classifier.selectors import (
+    class_recalls_list,
+    example_cards_get,
+    gate_refusals_list,
+    model_describe,
+    model_info_get,
+    model_ready,
+)
 from classifier.services import BatchItem, ImageUpload, example_prediction_create, prediction_create, predictions_create
 from classifier.uploads import too_large_message
 from ml.isic_csv import IsicCsvWriter
@@ -156,7 +163,7 @@ def about(request: HttpRequest) -> HttpResponse:
         "describe": describe,
         "recalls": class_recalls_list(),
         "sources": ", ".join(describe["data"].get("sources") or ["HAM10000"]),
-        "gate_rows": [r for r in (describe["gate"] or {}).get("refused", []) if "(threshold)" not in r["set"]],
+        "gate_rows": gate_refusals_list(),
     }
     return render(request, "classifier/about.html", context)
 

@@ -238,3 +238,18 @@ def test_an_unknown_page_is_a_page_of_the_site(client):
     assert response.status_code == HTTPStatus.NOT_FOUND
     html = response.content.decode()
     assert "Página no encontrada" in html and 'href="/"' in html  # translated, with the site's navigation
+
+
+def test_the_about_page_names_the_gates_test_sets_for_people(client):
+    rows = {row["label"]: row for row in client.get(reverse("about")).context["gate_rows"]}
+    report = predictor_get()[0].gate.report["rows"]
+    clinical = [r for r in report if r["set"].startswith("clinical/")]
+    phone = rows["Phone and clinic photos of skin lesions"]
+    assert (phone["images"], phone["refused"]) == (
+        sum(r["images"] for r in clinical),
+        sum(r["refused"] for r in clinical),
+    )
+    threshold_halves = sum(r["images"] for r in report if r["set"].endswith("(threshold)"))
+    assert sum(r["images"] for r in rows.values()) == sum(r["images"] for r in report) - threshold_halves
+    html = client.get(reverse("about")).content.decode()
+    assert "(threshold)" not in html and "padufes" not in html
