@@ -109,26 +109,28 @@ def load_checkpoint(path: Path) -> LoadedModel:
         raise CheckpointError(f"{str(path)!r} does not describe a usable model: {error!r}") from None
 
 
+def _with_tuples(plain: dict[str, Any]) -> dict[str, Any]:
+    """A dataclass's stored fields as its constructor takes them: lists back to tuples."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in plain.items()}
+
+
 def _rebuild(checkpoint: dict[str, Any]) -> LoadedModel:
     arch = checkpoint["arch"]
     if arch not in ARCHITECTURES:
         raise CheckpointError(f"unknown architecture {arch!r}; expected one of {sorted(ARCHITECTURES)}")
     if tuple(checkpoint["class_codes"]) != CLASS_CODES:
         raise CheckpointError(f"checkpoint classes {checkpoint['class_codes']} differ from {list(CLASS_CODES)}")
-    config = {k: tuple(v) if isinstance(v, list) else v for k, v in checkpoint["model_config"].items()}
     model_class, config_class = ARCHITECTURES[arch]
-    model = model_class(config_class(**config))
+    model = model_class(config_class(**_with_tuples(checkpoint["model_config"])))
     model.load_state_dict(checkpoint["state_dict"])
     # Channels-last weights match the channels-last inputs of ml.predict: no layout conversion per call.
     model.to(memory_format=torch.channels_last).eval()
-    preprocess = PreprocessConfig(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in checkpoint["preprocessing"].items()}
-    )
+    preprocess = PreprocessConfig(**_with_tuples(checkpoint["preprocessing"]))
     meta = {k: v for k, v in checkpoint.items() if k not in ("state_dict", "gate")}
     gate = None
     if checkpoint.get("gate"):
         saved = checkpoint["gate"]
-        gate = Gate(GateConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved["config"].items()}))
+        gate = Gate(GateConfig(**_with_tuples(saved["config"])))
         gate.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in saved["state_dict"].items()})
         gate = LoadedGate(gate=gate.eval(), threshold=float(saved["threshold"]), report=saved["report"])
     return LoadedModel(

@@ -256,10 +256,7 @@ def gate_fit_and_report(
     gate.scale.copy_(torch.stack([reference.mean(dim=0), reference.std(dim=0)], dim=1))
     _as_stored(gate)
 
-    def combined(raw: torch.Tensor) -> torch.Tensor:
-        return ((raw - gate.scale[:, 0]) / gate.scale[:, 1]).sum(dim=1)
-
-    scores = {name: combined(raw) for name, raw in parts.items()}
+    scores = {name: gate.combine(raw) for name, raw in parts.items()}
     threshold = choose_threshold(
         {k: v for k, v in scores.items() if k.endswith("(threshold)")}, max_refusal=max_refusal
     )
@@ -272,7 +269,7 @@ def gate_fit_and_report(
         by_kind[f"generated/{kind_name}"] = [d for _, d in kind_images]
     for kind, photos in sorted(by_kind.items()):
         held = negative_pixels(photos, preprocess=preprocess, views=1, seed=seed)
-        rows.append(_row(kind, combined(gate_parts(gate, model, held, preprocess)), threshold))
+        rows.append(_row(kind, gate.combine(gate_parts(gate, model, held, preprocess)), threshold))
     report = {
         "checkpoint": str(checkpoint),
         "threshold": threshold,

@@ -130,9 +130,11 @@ class Gate(nn.Module):
         return self.evidence(features), self.pixels(x)
 
     def forward(self, features: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        evidence, pixels = self.parts(features, x)
-        (mean_e, std_e), (mean_p, std_p) = self.scale
-        return (evidence - mean_e) / std_e + (pixels - mean_p) / std_p
+        return self.combine(torch.stack(self.parts(features, x), dim=1))
+
+    def combine(self, parts: torch.Tensor) -> torch.Tensor:
+        """N×2 raw scores (evidence, pixels) → the gate's score: each standardised, then added."""
+        return ((parts - self.scale[:, 0]) / self.scale[:, 1]).sum(dim=1)
 
 
 @dataclass
