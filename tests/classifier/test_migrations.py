@@ -1,3 +1,5 @@
+import importlib
+
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
@@ -31,9 +33,15 @@ def test_akiec_text_names_squamous_cell_carcinoma_unless_an_admin_edited_it():
     executor = MigrationExecutor(connection)
     executor.migrate([before])
     old_apps = executor.loader.project_state([before]).apps
-    old_apps.get_model("classifier", "LesionClassTranslation").objects.filter(
-        lesion_class__code="AKIEC", language="es"
-    ).update(description="Editado en el admin.")
+    seeded = importlib.import_module(f"classifier.migrations.{after[1]}").OLD  # the texts 0002 and 0004 seeded
+    akiec, _ = old_apps.get_model("classifier", "LesionClass").objects.update_or_create(
+        code="AKIEC", defaults={"name": seeded["en"][0], "description": seeded["en"][1], "category": "precancerous"}
+    )
+    old_apps.get_model("classifier", "LesionClassTranslation").objects.update_or_create(
+        lesion_class_id=akiec.pk,
+        language="es",
+        defaults={"name": seeded["es"][0], "description": "Editado en el admin."},
+    )
     executor = MigrationExecutor(connection)
     executor.migrate([after])
     akiec = LesionClass.objects.get(code="AKIEC")
