@@ -3,6 +3,7 @@
 import ctypes
 import os
 import platform
+from pathlib import Path
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # from glibc's <malloc.h>
 
@@ -26,7 +27,7 @@ def keep_freed_memory() -> None:
 def resident_mb() -> float | None:
     """This process's resident memory (RSS) in MB, or None where /proc is not available."""
     try:
-        pages = int(open("/proc/self/statm").read().split()[1])
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
     except (OSError, IndexError, ValueError):
         return None
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
