@@ -209,13 +209,12 @@ GATE_SET_LABELS = {
 }
 
 
-def gate_refusals_list() -> list[dict[str, Any]]:
-    """What the loaded model's gate refused, one row per kind of image, for people to read.
+def gate_refusals_list(gate: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """What a gate (:func:`gate_describe`) refused, one row per kind of image, for people to read.
 
     The halves of the validation sets that chose the threshold are left out: only images that
     did not choose it measure it.
     """
-    gate = gate_describe(predictor_get()[0])
     rows: dict[str, dict[str, Any]] = {}
     for row in (gate or {}).get("refused", []):
         key = row["set"] if row["set"] in GATE_SET_LABELS else row["set"].split("/")[0]

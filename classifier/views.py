@@ -163,7 +163,7 @@ def about(request: HttpRequest) -> HttpResponse:
         "describe": describe,
         "recalls": class_recalls_list(),
         "sources": ", ".join(describe["data"].get("sources") or ["HAM10000"]),
-        "gate_rows": gate_refusals_list(),
+        "gate_rows": gate_refusals_list(describe["gate"]),
     }
     return render(request, "classifier/about.html", context)
 
