@@ -7,6 +7,7 @@ urlpatterns = [
     path("examples/<str:image_id>/", views.example, name="example"),
     path("about/", views.about, name="about"),
     path("model-card/", views.model_card, name="model-card"),
+    path("model-card/experiments/", views.experiments, name="experiments"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("api/v1/predictions/", api.PredictionCreateView.as_view(), name="api-predictions"),

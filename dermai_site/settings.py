@@ -225,4 +225,3 @@ LOGGING = {
 
 # Example images offered on the home page (a small HAM10000 layout, see examples/README.md).
 DERMAI_EXAMPLES_DIR = BASE_DIR / "examples"
-DERMAI_MODEL_CARD = BASE_DIR / "ml" / "MODEL_CARD.md"

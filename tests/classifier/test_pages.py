@@ -116,13 +116,24 @@ def test_an_unknown_example_is_not_found(client):
     assert client.get(reverse("example", args=["ISIC_9999999"])).status_code == HTTPStatus.NOT_FOUND
 
 
-def test_every_figure_of_the_model_card_page_is_served(client):
-    html = client.get(reverse("model-card")).content.decode()
-    sources = re.findall(r'<img alt="[^"]+" src="([^"]+)"', html)
-    assert len(sources) >= 2
+@pytest.mark.parametrize("page", ["model-card", "experiments"])
+def test_every_figure_and_link_of_the_rendered_documents_works_on_the_site(client, page):
+    html = client.get(reverse(page)).content.decode()
     prefix = "/" + settings.STATIC_URL.lstrip("/")
-    for source in sources:
+    for source in re.findall(r'<img alt="[^"]+" src="([^"]+)"', html):
         assert source.startswith(prefix) and finders.find(source.removeprefix(prefix)), source
+    links = re.findall(r'<a href="(/[^"#]*)[^"]*"', html.split('class="model-card"')[1])
+    assert links, "each document links to the other"
+    for link in links:  # links into the repository (training.md, ../ml/…) must not reach the site as dead ends
+        assert client.get(link).status_code == HTTPStatus.OK, link
+
+
+def test_the_model_card_shows_its_figures_and_leads_to_the_experiments(client):
+    html = client.get(reverse("model-card")).content.decode()
+    assert len(re.findall(r"<img alt=", html)) >= 2
+    assert f'href="{reverse("experiments")}"' in html
+    first_section = next(line for line in (settings.BASE_DIR / "docs/experiments.md").open() if line.startswith("## "))
+    assert f">{first_section.removeprefix('## ').strip()}</h2>" in client.get(reverse("experiments")).content.decode()
 
 
 def test_about_page_explains_privacy_and_the_model(client):
