@@ -1,26 +1,19 @@
 """Server-rendered pages: upload form, result, batch table, examples, about/privacy, health probes."""
 
 import base64
-import functools
 import io
-import posixpath
-import re
 from http import HTTPStatus
 from pathlib import Path
 
-import markdown
-from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from django.templatetags.static import static
-from django.urls import reverse
-from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_safe
 from rest_framework.throttling import AnonRateThrottle
 
+from classifier.documents import document_html
 from classifier.errors import PredictionError, error_body
 from classifier.forms import UploadForm
 from classifier.selectors import (
@@ -136,51 +129,19 @@ def example(request: HttpRequest, image_id: str) -> HttpResponse:
     return render(request, "classifier/result.html", {"result": result, "example": example})
 
 
-# The repository's Markdown documents the site renders: path from the repository root → URL name.
-RENDERED_DOCUMENTS = {"ml/MODEL_CARD.md": "model-card", "docs/experiments.md": "experiments"}
-MARKDOWN_LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
-
-
-def _site_link(link: re.Match, folder: str) -> str:
-    """A link of a rendered document, made to work on the site: figures in docs/ become static files,
-    rendered documents their pages, and links to other files of the repository plain text."""
-    bang, text, target = link.groups()
-    if "://" in target or target.startswith("#"):
-        return link.group(0)
-    path, _, fragment = target.partition("#")
-    path = posixpath.normpath(posixpath.join(folder, path))
-    if path.startswith("docs/") and path.endswith(".png"):
-        return f"{bang}[{text}]({static('model-card/' + path.removeprefix('docs/'))})"
-    if path in RENDERED_DOCUMENTS:
-        return f"[{text}]({reverse(RENDERED_DOCUMENTS[path])}{'#' + fragment if fragment else ''})"
-    return text
-
-
-@functools.cache
-def document_html(path: str) -> SafeString:
-    """A Markdown document of the repository (``RENDERED_DOCUMENTS``, not user input) as HTML."""
-    text = (settings.BASE_DIR / path).read_text()
-    text = MARKDOWN_LINK.sub(lambda link: _site_link(link, posixpath.dirname(path)), text)
-    html = markdown.markdown(text, extensions=["tables", "fenced_code", "toc"])
-    # Wide tables and code scroll on a phone; a scrollable region must take the keyboard focus.
-    html = html.replace("<table>", '<table tabindex="0">').replace("<pre>", '<pre tabindex="0">')
-    return mark_safe(html)  # noqa: S308
+def _document_page(request: HttpRequest, path: str, title: str) -> HttpResponse:
+    context = {"title": title, "source": path, "document": document_html(path)}
+    return render(request, "classifier/document.html", context)
 
 
 @require_safe
 def model_card(request: HttpRequest) -> HttpResponse:
-    context = {"title": _("Model card"), "source": "ml/MODEL_CARD.md", "document": document_html("ml/MODEL_CARD.md")}
-    return render(request, "classifier/document.html", context)
+    return _document_page(request, "ml/MODEL_CARD.md", _("Model card"))
 
 
 @require_safe
 def experiments(request: HttpRequest) -> HttpResponse:
-    context = {
-        "title": _("Experiments"),
-        "source": "docs/experiments.md",
-        "document": document_html("docs/experiments.md"),
-    }
-    return render(request, "classifier/document.html", context)
+    return _document_page(request, "docs/experiments.md", _("Experiments"))
 
 
 @require_safe

@@ -145,7 +145,7 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [
     BASE_DIR / "static",
     ("examples", BASE_DIR / "examples" / "images"),
-    ("model-card", BASE_DIR / "docs"),  # the model card's figures
+    ("model-card", BASE_DIR / "docs"),  # figures of the rendered documents (classifier/documents.py)
 ]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.InMemoryStorage"},  # nothing user-sent goes to disk

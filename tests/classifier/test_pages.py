@@ -11,6 +11,7 @@ from django.urls import reverse
 from PIL import Image
 
 from classifier import services
+from classifier.documents import document_html
 from classifier.models import LesionClass
 from classifier.selectors import predictor_get
 from classifier.views import BATCH_CSV_EXTRA
@@ -117,23 +118,39 @@ def test_an_unknown_example_is_not_found(client):
 
 
 @pytest.mark.parametrize("page", ["model-card", "experiments"])
-def test_every_figure_and_link_of_the_rendered_documents_works_on_the_site(client, page):
-    html = client.get(reverse(page)).content.decode()
-    prefix = "/" + settings.STATIC_URL.lstrip("/")
-    for source in re.findall(r'<img alt="[^"]+" src="([^"]+)"', html):
-        assert source.startswith(prefix) and finders.find(source.removeprefix(prefix)), source
-    links = re.findall(r'<a href="(/[^"#]*)[^"]*"', html.split('class="model-card"')[1])
-    assert links, "each document links to the other"
-    for link in links:  # links into the repository (training.md, ../ml/…) must not reach the site as dead ends
-        assert client.get(link).status_code == HTTPStatus.OK, link
+def test_every_figure_and_link_of_a_rendered_document_works_on_the_site(client, page):
+    article = client.get(reverse(page)).content.decode().split('<article class="document"')[1]
+    static_prefix = "/" + settings.STATIC_URL.lstrip("/")
+    targets = re.findall(r'(?:href|src)="([^"]*)"', article)
+    assert targets
+    for target in targets:
+        if target.startswith("https://"):
+            continue
+        assert target.startswith("/"), f"{target} is a dead link on the site"
+        path, _, fragment = target.partition("#")
+        if path.startswith(static_prefix):
+            assert finders.find(path.removeprefix(static_prefix)), target
+            continue
+        response = client.get(path)
+        assert response.status_code == HTTPStatus.OK, target
+        assert not fragment or f'id="{fragment}"' in response.content.decode(), target
 
 
-def test_the_model_card_shows_its_figures_and_leads_to_the_experiments(client):
-    html = client.get(reverse("model-card")).content.decode()
-    assert len(re.findall(r"<img alt=", html)) >= 2
-    assert f'href="{reverse("experiments")}"' in html
-    first_section = next(line for line in (settings.BASE_DIR / "docs/experiments.md").open() if line.startswith("## "))
-    assert f">{first_section.removeprefix('## ').strip()}</h2>" in client.get(reverse("experiments")).content.decode()
+def test_the_documents_lead_to_each_other_and_name_the_files_only_the_repository_has(client):
+    card = client.get(reverse("model-card")).content.decode()
+    assert len(re.findall(r"<img alt=", card)) >= 2
+    assert f'href="{reverse("experiments")}"' in card
+    experiments = client.get(reverse("experiments")).content.decode()
+    assert f'href="{reverse("model-card")}"' in experiments
+    assert "<span>docs/training.md</span>" in experiments  # a link to a file the site does not serve
+    text = (settings.BASE_DIR / "docs/experiments.md").read_text(encoding="utf-8")
+    first_section = next(line for line in text.splitlines() if line.startswith("## "))
+    assert f">{first_section.removeprefix('## ')}</h2>" in experiments
+
+
+def test_only_the_listed_documents_are_rendered():
+    with pytest.raises(ValueError, match="not one of the rendered documents"):
+        document_html("dermai_site/settings.py")
 
 
 def test_about_page_explains_privacy_and_the_model(client):
