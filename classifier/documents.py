@@ -20,8 +20,7 @@ FIGURES = "docs/"  # served as static files under model-card/ (settings.STATICFI
 
 class _SiteLinks(Treeprocessor):
     """Makes a document's relative links work on the site: figures in docs/ become static files,
-    rendered documents their pages, and links to other files of the repository plain text.
-    Wide tables and code scroll on a phone, so they take the keyboard focus."""
+    rendered documents their pages, and links to other files of the repository plain text."""
 
     def __init__(self, md: markdown.Markdown, folder: str) -> None:
         super().__init__(md)
@@ -29,8 +28,6 @@ class _SiteLinks(Treeprocessor):
 
     def run(self, root: ET.Element) -> None:
         for element in root.iter():
-            if element.tag in ("table", "pre"):
-                element.set("tabindex", "0")
             attribute = {"a": "href", "img": "src"}.get(element.tag)
             target = element.get(attribute) if attribute else None
             if target is None or urlsplit(target).scheme or target.startswith("#"):
@@ -63,4 +60,7 @@ def document_html(path: str) -> SafeString:
         raise ValueError(f"{path!r} is not one of the rendered documents {list(RENDERED_DOCUMENTS)}")
     text = (settings.BASE_DIR / path).read_text(encoding="utf-8")
     extensions = ["tables", "fenced_code", "toc", _SiteLinksExtension(posixpath.dirname(path))]
-    return mark_safe(markdown.markdown(text, extensions=extensions))  # noqa: S308
+    html = markdown.markdown(text, extensions=extensions)
+    # Wide tables and code scroll on a phone; a scrollable region must take the keyboard focus.
+    html = html.replace("<table>", '<table tabindex="0">').replace("<pre>", '<pre tabindex="0">')
+    return mark_safe(html)  # noqa: S308

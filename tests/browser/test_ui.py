@@ -128,7 +128,9 @@ def test_batch_upload_shows_one_card_per_image_by_risk(page: Page, screenshot, a
     screenshot("batch")
 
 
-@pytest.mark.parametrize("path", ["/about/", "/model-card/"])  # the API docs page is Swagger UI's own
+@pytest.mark.parametrize(
+    "path", ["/about/", "/model-card/", "/model-card/experiments/"]
+)  # the API docs page is Swagger UI's own
 def test_other_pages_are_accessible(page: Page, axe, path):
     page.goto(path)
     assert_no_horizontal_overflow(page)
@@ -155,7 +157,14 @@ def test_no_page_breaks_the_content_security_policy(browser, live_server):
         "console",
         lambda message: violations.append(message.text) if "Content Security Policy" in message.text else None,
     )
-    for path in ("/", "/about/", "/model-card/", "/api/v1/docs/", "/examples/ISIC_0024306/"):
+    for path in (
+        "/",
+        "/about/",
+        "/model-card/",
+        "/model-card/experiments/",
+        "/api/v1/docs/",
+        "/examples/ISIC_0024306/",
+    ):
         page.goto(path)
         page.wait_for_load_state("networkidle")
     page.goto("/")
