@@ -239,7 +239,7 @@ def model_describe() -> dict[str, Any]:
         "parameters": predictor.parameter_count,
         "preprocessing": meta["preprocessing"],
         "calibration": {
-            "method": "temperature scaling on the validation split",
+            "method": "temperature scaling on the validation sets",
             "temperature": info.temperature,
             "ece_before": meta["metrics"].get("ece_before"),
             "ece_after": meta["metrics"].get("ece_after"),
