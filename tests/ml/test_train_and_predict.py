@@ -10,9 +10,10 @@ import torch
 from ml import CLASS_CODES
 from ml.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ml.distill import distillation_loss, with_teacher
+from ml.efficientnet import EfficientNetConfig, EfficientNetLite0, load_imagenet_weights
 from ml.evaluate import evaluate_checkpoint
 from ml.evaluate import main as evaluate_main
-from ml.model import ResNet18Teacher, fold_for_inference
+from ml.model import fold_for_inference
 from ml.predict import Predictor
 from ml.predict import main as predict_main
 from ml.preprocessing import PreprocessConfig
@@ -203,7 +204,7 @@ def teacher_checkpoint(tmp_path_factory):
     """An untrained teacher: what distillation does with its outputs does not depend on its skill."""
     path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
     torch.manual_seed(1)
-    save_checkpoint(path, model=ResNet18Teacher(), preprocess=PreprocessConfig())
+    save_checkpoint(path, model=EfficientNetLite0(EfficientNetConfig(input_size=32)), preprocess=PreprocessConfig())
     return path
 
 
@@ -227,21 +228,37 @@ def test_with_a_teacher_the_loss_mixes_in_the_soft_targets():
     assert mixed == pytest.approx(float(expected))
 
 
-def test_the_teacher_architecture_trains(examples_dir, tmp_path):
+def test_the_pretrained_teacher_fine_tunes_with_frozen_early_blocks(examples_dir, tmp_path):
     out = tmp_path / "teacher.pt"
-    small = PreprocessConfig(size=64)  # ResNet-18 takes any size; a small one keeps the test fast
-    train(
-        data=examples_dir, out=out, config=TrainConfig(epochs=1, batch_size=4, arch="ResNet18Teacher"), preprocess=small
-    )
+    config = TrainConfig(epochs=1, batch_size=4, arch="EfficientNetLite0", pretrained=True, frozen_blocks=3)
+    train(data=examples_dir, out=out, config=config)
     loaded = load_checkpoint(out)
-    assert isinstance(loaded.model, ResNet18Teacher)
-    assert loaded.preprocess == small
+    assert isinstance(loaded.model, EfficientNetLite0)
     assert fold_for_inference(loaded.model) is loaded.model  # only SimpleBNConv is folded
+    imagenet = EfficientNetLite0()
+    load_imagenet_weights(imagenet)
+    trained, start = loaded.model.state_dict(), imagenet.state_dict()
+    frozen = ("_conv_stem.", "_bn0.", "_blocks.0.", "_blocks.1.", "_blocks.2.")
+    for name, tensor in start.items():
+        if name.startswith(frozen):  # weights and BatchNorm statistics as ImageNet left them
+            torch.testing.assert_close(trained[name], tensor, msg=name)
+    assert not torch.equal(trained["_blocks.3._depthwise_conv.weight"], start["_blocks.3._depthwise_conv.weight"])
+    assert not torch.equal(trained["_blocks.3._bn1.running_mean"], start["_blocks.3._bn1.running_mean"])
+    assert loaded.meta["training"]["pretrained"] is True
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [({"pretrained": True}, "are for EfficientNetLite0, not SimpleBNConv"), ({"frozen_blocks": 2}, "are for")],
+)
+def test_pretraining_options_are_refused_for_the_student(examples_dir, tmp_path, change, message):
+    with pytest.raises(ValueError, match=message):
+        train(data=examples_dir, out=tmp_path / "x.pt", config=TrainConfig(epochs=1, **change))
 
 
 def test_a_teacher_with_other_preprocessing_is_refused(examples_dir, tmp_path):
     teacher = tmp_path / "teacher.pt"
-    save_checkpoint(teacher, model=ResNet18Teacher(), preprocess=PreprocessConfig(colour_constancy="none"))
+    save_checkpoint(teacher, model=EfficientNetLite0(), preprocess=PreprocessConfig(colour_constancy="none"))
     with pytest.raises(CheckpointError, match="was trained on .*colour_constancy='none'"):
         train(data=examples_dir, out=tmp_path / "student.pt", config=TrainConfig(epochs=1), teacher=teacher)
 
@@ -256,12 +273,12 @@ def test_resuming_with_another_recipe_is_refused(trained_checkpoint, examples_di
 
 
 def test_init_from_another_architecture_is_refused(examples_dir, tmp_path, teacher_checkpoint):
-    with pytest.raises(CheckpointError, match="holds a ResNet18Teacher, not a SimpleBNConv"):
+    with pytest.raises(CheckpointError, match="holds architecture EfficientNetLite0, not SimpleBNConv"):
         train(data=examples_dir, out=tmp_path / "x.pt", config=TrainConfig(epochs=1), init=teacher_checkpoint)
 
 
 def test_a_teacher_checkpoint_is_not_served(teacher_checkpoint):
-    with pytest.raises(CheckpointError, match="holds a ResNet18Teacher; only a SimpleBNConv is served"):
+    with pytest.raises(CheckpointError, match="holds architecture EfficientNetLite0; only SimpleBNConv is served"):
         Predictor(teacher_checkpoint)
 
 
