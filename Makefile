@@ -25,17 +25,12 @@ run: $(BIN)/.installed
 	@echo
 	$(BIN)/gunicorn --config gunicorn.conf.py
 
-# axe-core, for the accessibility checks of the browser tests (package.json pins it).
-node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund
-	touch $@
-
 lint: $(BIN)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
-test: lint node_modules/.installed
+test: lint
 	$(BIN)/python -m pytest
 
 # Benchmarks are measurements, not tests: run them on a quiet machine and quote the tables.
@@ -45,4 +40,4 @@ bench: $(BIN)/.installed-dev
 	$(BIN)/python -m benchmarks.soak
 
 clean:
-	rm -rf $(VENV) staticfiles node_modules
+	rm -rf $(VENV) staticfiles
