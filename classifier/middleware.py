@@ -1,10 +1,19 @@
-"""Refuse, before anything reads it, a request body over the upload cap or without a declared length."""
+"""Refuse, before anything reads it, a request body over the upload cap or without a declared length;
+and admin login attempts beyond the rate one address may make."""
 
-from django.http import JsonResponse
+import logging
+from http import HTTPStatus
+
+from django.http import HttpResponse, JsonResponse
+from django.urls import reverse
+from django.utils.translation import gettext as _
 
 from classifier.errors import PredictionError, error_body
+from classifier.throttles import AdminLoginThrottle, client_address
 from classifier.uploads import declared_too_large, too_large_message, unmeasured_body
 from classifier.views import render_too_large
+
+logger = logging.getLogger(__name__)
 
 
 def upload_size_limit(get_response):
@@ -20,5 +29,29 @@ def upload_size_limit(get_response):
             status = PredictionError("too_large").status
             return JsonResponse(error_body("too_large", too_large_message()), status=status)
         return render_too_large(request)
+
+    return middleware
+
+
+def admin_login_rate_limit(get_response):
+    """Answer 429 to admin login attempts beyond ``DERMAI_ADMIN_LOGIN_RATE`` from one address.
+
+    django-axes locks out a user name and address pair after repeated failures; a fresh user name
+    per attempt never trips it, yet every attempt costs a password hash. This bounds the attempts of
+    one address whatever the names (nginx's ``limit_req`` does the same in front, deploy/nginx).
+    """
+
+    def middleware(request):
+        if request.method != "POST" or request.path_info != reverse("admin:login"):
+            return get_response(request)
+        throttle = AdminLoginThrottle()
+        if throttle.allow_request(request, view=None):
+            return get_response(request)
+        logger.warning("admin login attempts from %s over the limit: refused", client_address(request))
+        seconds = int(throttle.wait())
+        message = _("Too many login attempts from your address; try again in %(s)d seconds.") % {"s": seconds}
+        response = HttpResponse(message, status=HTTPStatus.TOO_MANY_REQUESTS, content_type="text/plain; charset=utf-8")
+        response["Retry-After"] = str(seconds)
+        return response
 
     return middleware

@@ -1,10 +1,24 @@
 """Admin-managed content about the seven lesion classes. No model stores uploads or predictions."""
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from ml import CLASS_CODES
+
+# A reference link is http(s), never javascript:, data: or any other scheme that a page would run.
+validate_link = URLValidator(schemes=["http", "https"])
+
+
+def safe_link(url: str) -> str:
+    """``url`` if it is an http(s) URL (``validate_link``), else "": pages and answers offer no other link."""
+    try:
+        validate_link(url)
+    except ValidationError:
+        return ""
+    return url
 
 
 class LesionClass(models.Model):
@@ -19,10 +33,22 @@ class LesionClass(models.Model):
     name = models.CharField(max_length=80)
     category = models.CharField(max_length=12, choices=Category.choices)
     description = models.TextField(help_text=_("Plain language, shown on every result page."))
-    reference_url = models.URLField(blank=True, help_text=_("Optional link to a trustworthy patient resource."))
+    reference_url = models.URLField(
+        blank=True, validators=[validate_link], help_text=_("Optional link to a trustworthy patient resource.")
+    )
 
     class Meta:
         ordering = ("code",)
+        constraints = [
+            # Saves that skip validation (the ORM, a data migration) cannot store another scheme either.
+            models.CheckConstraint(
+                condition=models.Q(reference_url="")
+                | models.Q(reference_url__istartswith="http://")
+                | models.Q(reference_url__istartswith="https://"),
+                name="reference_url_http_or_https",
+                violation_error_message=_("Enter an http:// or https:// address."),
+            )
+        ]
         verbose_name = _("lesion class")
         verbose_name_plural = _("lesion classes")
 

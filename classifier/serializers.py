@@ -8,7 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from classifier.errors import DISCLAIMER
-from classifier.models import LesionClass
+from classifier.models import LesionClass, safe_link
 from classifier.services import PredictionResult
 
 
@@ -28,12 +28,19 @@ class BatchInputSerializer(serializers.Serializer):
     )
 
 
+class LinkField(serializers.CharField):
+    """A URL offered as a link: empty unless it is http(s) (``classifier.models.safe_link``)."""
+
+    def to_representation(self, value) -> str:
+        return safe_link(str(value))
+
+
 class LesionClassSerializer(serializers.Serializer):
     code = serializers.CharField()
     name = serializers.CharField()
     category = serializers.ChoiceField(choices=LesionClass.Category.choices)
     description = serializers.CharField()
-    reference_url = serializers.CharField()
+    reference_url = LinkField(help_text=_("An http(s) link, or empty."))
 
 
 class LesionClassListSerializer(serializers.Serializer):

@@ -11,7 +11,6 @@ from django.utils.translation import gettext as _
 from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_safe
-from rest_framework.throttling import AnonRateThrottle
 
 from classifier.documents import document_html
 from classifier.errors import PredictionError, error_body
@@ -25,6 +24,7 @@ from classifier.selectors import (
     model_ready,
 )
 from classifier.services import BatchItem, ImageUpload, example_prediction_create, prediction_create, predictions_create
+from classifier.throttles import AnonRateThrottle
 from classifier.uploads import too_large_message
 from ml.isic_csv import IsicCsvWriter
 

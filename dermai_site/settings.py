@@ -1,15 +1,21 @@
 """DermAI settings: one file, every deploy-time value from the environment with a safe default."""
 
+import sys
 from pathlib import Path
 
 import environ
-from django.core.exceptions import ImproperlyConfigured
+from django.core.checks.security.base import (
+    SECRET_KEY_INSECURE_PREFIX,
+    SECRET_KEY_MIN_LENGTH,
+    SECRET_KEY_MIN_UNIQUE_CHARACTERS,
+)
 from django.core.management.utils import get_random_secret_key
 
 from ml import SHIPPED_CHECKPOINT
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"  # local state: SQLite database and generated secret key, never committed
+VAR_DIR.mkdir(exist_ok=True)  # a fresh checkout has none, and SQLite does not create folders
 
 env = environ.Env()
 
@@ -17,7 +23,6 @@ env = environ.Env()
 def _local_secret_key(path: Path) -> str:
     """A secret key generated once and kept in var/, for a local run without DJANGO_SECRET_KEY."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(get_random_secret_key())
         path.chmod(0o600)
     return path.read_text().strip()
@@ -26,10 +31,22 @@ def _local_secret_key(path: Path) -> str:
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 # HTTPS hardening: on with DJANGO_SECURE=true (production), off for the plain-HTTP local run.
 SECURE = env.bool("DJANGO_SECURE", default=False)
-if SECURE and not env.str("DJANGO_SECRET_KEY", default=""):
-    # A key generated per host would sign sessions and CSRF tokens that other hosts reject.
-    raise ImproperlyConfigured("DJANGO_SECURE=true needs DJANGO_SECRET_KEY: set one secret shared by every host")
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or _local_secret_key(VAR_DIR / "secret_key")
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+# Production stops here with one line on stderr, not a traceback. A key generated per host would
+# sign sessions and CSRF tokens that other hosts reject; a weak one fails Django's check W009.
+if SECURE and not SECRET_KEY:
+    sys.exit("DJANGO_SECURE=true needs DJANGO_SECRET_KEY: set one secret shared by every host")
+if SECURE and (
+    len(SECRET_KEY) < SECRET_KEY_MIN_LENGTH
+    or len(set(SECRET_KEY)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS
+    or SECRET_KEY.startswith(SECRET_KEY_INSECURE_PREFIX)
+):
+    sys.exit(
+        f"DJANGO_SECURE=true needs a strong DJANGO_SECRET_KEY: this one has {len(SECRET_KEY)} characters, "
+        f"{len(set(SECRET_KEY))} different; at least {SECRET_KEY_MIN_LENGTH} characters, "
+        f"{SECRET_KEY_MIN_UNIQUE_CHARACTERS} different, not starting with {SECRET_KEY_INSECURE_PREFIX!r}"
+    )
+SECRET_KEY = SECRET_KEY or _local_secret_key(VAR_DIR / "secret_key")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -81,6 +98,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    "classifier.middleware.admin_login_rate_limit",  # before any password is hashed
     "axes.middleware.AxesMiddleware",  # last: it answers a locked-out admin login
 ]
 
@@ -119,12 +137,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Admin logins: django-axes counts failures per user name and address, logs each one, and locks
-# that pair out for an hour after five (AxesStandaloneBackend first, then the usual backend).
+# that pair out for an hour after five (AxesStandaloneBackend first, then the usual backend). The
+# address is the throttle's (DERMAI_NUM_PROXIES): behind nginx the client's, not nginx's.
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 AXES_FAILURE_LIMIT = env.int("DERMAI_ADMIN_LOGIN_ATTEMPTS", default=5)
 AXES_COOLOFF_TIME = 1  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "classifier.throttles.client_address"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -173,17 +193,17 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "classifier.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.AnonRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"anon": env.str("DERMAI_THROTTLE_ANON", default="120/minute")},
+    "DEFAULT_THROTTLE_CLASSES": ["classifier.throttles.AnonRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env.str("DERMAI_THROTTLE_ANON", default="120/minute"),
+        # Each attempt costs a password hash (~0.6 s of a worker), whatever the user name.
+        "admin_login": env.str("DERMAI_ADMIN_LOGIN_RATE", default="10/minute"),
+    },
     # Reverse proxies in front of gunicorn: 0 counts requests by the socket's address and ignores
-    # X-Forwarded-For (which any client can write); behind one proxy (nginx) set 1.
+    # X-Forwarded-For (which any client can write); behind one proxy (nginx) set 1. The one rule for
+    # a client's address, classifier.throttles.client_address, reads it.
     "NUM_PROXIES": env.int("DERMAI_NUM_PROXIES", default=0),
 }
-# The admin's lockout counts addresses the same way as the throttle: X-Forwarded-For only behind proxies.
-AXES_IPWARE_PROXY_COUNT = REST_FRAMEWORK["NUM_PROXIES"] or None
-AXES_IPWARE_META_PRECEDENCE_ORDER = (
-    ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if REST_FRAMEWORK["NUM_PROXIES"] else ["REMOTE_ADDR"]
-)
 
 # Content-Security-Policy on every response (django-csp): only this site's scripts and styles,
 # images from here or data: URIs (the result page's previews), no frames, no plugins.
@@ -198,11 +218,13 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
-# The throttle counts requests in this cache, and the class texts and example results are kept in
-# it. It must be shared by every worker (one budget per client, admin edits seen at once): by
-# default a table of the default database (created by `migrate`, migration 0005); for
-# several hosts Redis, e.g. CACHE_URL=redis://127.0.0.1:6379/0.
+# The throttles count requests in this cache (cache.add and an atomic cache.incr), and the class
+# texts and example results are kept in it. It must be shared by every worker (one budget per
+# client, admin edits seen at once): by default a table of the default database (created by
+# `migrate`, migration 0005); for several hosts Redis, e.g. CACHE_URL=redis://127.0.0.1:6379/0.
 CACHES = {"default": env.cache_url("CACHE_URL", default="dbcache://dermai_cache")}
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.db.DatabaseCache":
+    CACHES["default"]["BACKEND"] = "dermai_site.cache.DatabaseCache"  # the same, with an atomic incr
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "DermAI API",

@@ -4,7 +4,10 @@ import base64
 
 from django import template
 
+from classifier.models import safe_link
+
 register = template.Library()
+register.filter("safe_link", safe_link)  # {{ url|safe_link }}: the URL if http(s), else ""
 
 
 @register.filter

@@ -1,4 +1,9 @@
 import importlib
+import os
+import secrets
+import shutil
+import subprocess
+import sys
 
 import pytest
 from django.db import connection
@@ -6,6 +11,7 @@ from django.db.migrations.executor import MigrationExecutor
 
 from classifier.models import LesionClass, LesionClassTranslation
 from ml import CLASS_CODES
+from tests.conftest import ROOT
 
 
 @pytest.mark.django_db
@@ -50,3 +56,22 @@ def test_akiec_text_names_squamous_cell_carcinoma_unless_an_admin_edited_it():
     spanish = akiec.translations.get(language="es")
     assert spanish.name == "Queratosis actínica / carcinoma intraepitelial"  # the edited row is left alone
     assert spanish.description == "Editado en el admin."
+
+
+def test_migrate_works_on_a_fresh_checkout_with_a_secret_key_and_the_default_sqlite(tmp_path):
+    # A checkout without var/: the settings and manage.py copied (BASE_DIR is where settings.py
+    # lies), everything else linked.
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    shutil.copytree(ROOT / "dermai_site", checkout / "dermai_site", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "manage.py", checkout)
+    for name in ("classifier", "ml", "templates", "locale", "static", "examples", "docs"):
+        (checkout / name).symlink_to(ROOT / name)
+    unset = ("DATABASE_URL", "CACHE_URL", "DJANGO_SECURE", "DJANGO_ALLOW_ASYNC_UNSAFE")
+    environment = {k: v for k, v in os.environ.items() if k not in unset}
+    environment["DJANGO_SECRET_KEY"] = secrets.token_urlsafe(50)  # so no key is generated into var/
+    command = [sys.executable, "manage.py", "migrate", "--noinput", "-v0"]
+    result = subprocess.run(command, cwd=checkout, env=environment, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (checkout / "var" / "db.sqlite3").stat().st_size > 0
+    assert not (checkout / "var" / "secret_key").exists()

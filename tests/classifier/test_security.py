@@ -34,14 +34,40 @@ def test_deploy_checks_pass_behind_a_tls_proxy():
     assert result.returncode == 0, result.stderr
 
 
-def test_production_settings_refuse_to_start_without_a_secret_key():
+def _check_in_production(**env: str) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE")}
     command = [sys.executable, "manage.py", "check"]
-    result = subprocess.run(
-        command, cwd=ROOT, env={**environment, "DJANGO_SECURE": "true"}, capture_output=True, text=True
+    return subprocess.run(
+        command, cwd=ROOT, env={**environment, "DJANGO_SECURE": "true", **env}, capture_output=True, text=True
     )
+
+
+def test_production_settings_refuse_to_start_without_a_secret_key():
+    result = _check_in_production()
     assert result.returncode != 0
-    assert "DJANGO_SECURE=true needs DJANGO_SECRET_KEY" in result.stderr
+    assert result.stderr.splitlines() == [
+        "DJANGO_SECURE=true needs DJANGO_SECRET_KEY: set one secret shared by every host"
+    ]
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "!",
+        secrets.token_urlsafe(50)[:49],  # one short of Django's minimum
+        "ab" * 30,  # long enough, but two different characters
+        "django-insecure-" + secrets.token_urlsafe(50),  # Django's generated development keys
+    ],
+)
+def test_production_settings_refuse_to_start_with_a_weak_secret_key(key):
+    result = _check_in_production(DJANGO_SECRET_KEY=key)
+    assert result.returncode != 0
+    [line] = result.stderr.splitlines()  # one line, no traceback
+    assert line.startswith(
+        "DJANGO_SECURE=true needs a strong DJANGO_SECRET_KEY: "
+        f"this one has {len(key)} characters, {len(set(key))} different; at least 50 characters"
+    )
+    assert key not in line  # the secret itself is never printed
 
 
 def test_hsts_subdomains_and_preload_are_opt_in():
@@ -57,7 +83,11 @@ def test_hsts_subdomains_and_preload_are_opt_in():
         "-c",
         "from django.conf import settings as s; print(s.SECURE_HSTS_PRELOAD, s.SECURE_HSTS_INCLUDE_SUBDOMAINS)",
     ]
-    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "dermai_site.settings", "DJANGO_SECRET_KEY": "x" * 50}
+    environment = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "dermai_site.settings",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+    }
     default = subprocess.run(
         command, cwd=ROOT, env={**environment, "DJANGO_SECURE": "true"}, capture_output=True, text=True
     )
