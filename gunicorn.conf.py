@@ -5,6 +5,8 @@ import os
 bind = os.environ.get("DERMAI_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", 2))
 threads = 1
+# gunicorn's sync worker, except that a request under /api/ it aborts at `timeout` gets the API's JSON 500.
+worker_class = "dermai_site.workers.SyncWorker"
 # Each worker runs inference on this many torch threads; together they fill the cores, no more.
 os.environ.setdefault("DERMAI_TORCH_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
 timeout = 30

@@ -26,6 +26,7 @@ from classifier.serializers import (
     PredictionSerializer,
 )
 from classifier.services import ImageUpload, prediction_create, predictions_create
+from classifier.throttles import AnonRateThrottle
 
 # DRF's own validation codes for the file fields, as API error codes; any other field's error is
 # an invalid_parameter.
@@ -41,8 +42,8 @@ ERROR_RESPONSES = {status: OpenApiResponse(ErrorSerializer) for status in (400, 
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-def error_response(code: str, message: str, status: int) -> Response:
-    return Response(error_body(code, message), status=status)
+def error_response(code: str, message: str, status: int, detail: str | None = None) -> Response:
+    return Response(error_body(code, message, detail), status=status)
 
 
 def exception_handler(exc, context):
@@ -50,7 +51,7 @@ def exception_handler(exc, context):
     if isinstance(exc, TooManyFilesSent):  # past DATA_UPLOAD_MAX_NUMBER_FILES, while parsing the body
         exc = PredictionError("too_many_files")
     if isinstance(exc, PredictionError):
-        return error_response(exc.code, exc.message, exc.status)
+        return error_response(exc.code, exc.message, exc.status, exc.detail)
     if isinstance(exc, exceptions.ValidationError) and isinstance(exc.detail, dict):
         field, errors = next(iter(exc.detail.items()))
         first = errors[0] if isinstance(errors, list) else next(iter(errors.values()))[0]
@@ -95,7 +96,12 @@ class BatchPredictionCreateView(APIView):
     def post(self, request: Request) -> Response:
         serializer = BatchInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        items = predictions_create(images=[ImageUpload.from_file(f) for f in serializer.validated_data["images"]])
+        files = serializer.validated_data["images"]
+        # The request counted one against the client's rate; each further file counts one more.
+        throttle = AnonRateThrottle()
+        if len(files) > 1 and not throttle.allow_request(request, self, count=len(files) - 1):
+            self.throttled(request, throttle.wait())
+        items = predictions_create(images=[ImageUpload.from_file(f) for f in files])
         info = model_info_get()
         body = {
             "model": {"name": info.name, "version": info.version, "sha256": info.sha256},

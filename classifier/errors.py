@@ -37,15 +37,19 @@ ERRORS: dict[str, tuple[HTTPStatus, Any]] = {
     ),
     "too_complex": (
         HTTPStatus.UNPROCESSABLE_ENTITY,
-        _("The image is encoded in too many passes to decode safely; save it again as an ordinary JPEG or PNG."),
-    ),
-    "out_of_scope": (
-        HTTPStatus.UNPROCESSABLE_ENTITY,
         _(
-            "This does not look like a dermatoscopic image of a skin lesion. DermAI only reads close-ups "
-            "taken through a dermatoscope; it refuses other photos rather than guess."
+            "The image is encoded in a way too costly to decode safely (too many passes, segments or chunks, "
+            "or padding); save it again as an ordinary JPEG or PNG."
         ),
     ),
+    "batch_over_budget": (
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        _(
+            "This image did not fit in what one batch may take to decode; send it again on its own or in a "
+            "smaller batch."
+        ),
+    ),
+    "out_of_scope": (HTTPStatus.UNPROCESSABLE_ENTITY, _("DermAI could not analyse this photo.")),
     "unknown_example": (HTTPStatus.NOT_FOUND, _("There is no such example image.")),
     "length_required": (
         HTTPStatus.LENGTH_REQUIRED,
@@ -62,10 +66,29 @@ ERRORS: dict[str, tuple[HTTPStatus, Any]] = {
 }
 
 
-class PredictionError(Exception):
-    """A request that cannot be answered, with a stable ``code`` and a human ``message``."""
+# Why a photo was refused (out_of_scope), in plain words: the guard's reasons (ml.guard.REASONS) and the gate's.
+REFUSAL_REASONS: dict[str, Any] = {
+    "not_dermatoscopic": _(
+        "It does not look like a dermatoscopic image: a close-up taken through a dermatoscope, one skin "
+        "lesion filling most of the picture."
+    ),
+    "too_small": _("The photo is too small to judge."),
+    "flat_colour": _("Much of the photo is one flat colour, as in a document, a screenshot or a drawing."),
+    "few_colours": _("The photo has too few colours to be a photograph of skin."),
+    "greyscale": _("The photo is black and white, like a scan or a page of text."),
+    "no_texture": _("The photo has no skin texture; it looks like a drawing or a graphic."),
+}
+REFUSAL_ADVICE = _("If this spot worries you, show it to a doctor — a refusal says nothing about the lesion.")
 
-    def __init__(self, code: str) -> None:
+
+class PredictionError(Exception):
+    """A request that cannot be answered, with a stable ``code`` and a human ``message``.
+
+    A refused photo (``out_of_scope``) carries the ``reason`` (a :data:`REFUSAL_REASONS` key), its
+    ``detail`` in plain words, and for pages a ``thumbnail_png`` of the photo (never stored).
+    """
+
+    def __init__(self, code: str, *, reason: str | None = None, thumbnail_png: bytes = b"") -> None:
         from ml import preprocessing  # the limits in force when the message is made
 
         limits = {
@@ -77,9 +100,28 @@ class PredictionError(Exception):
         self.code = code
         self.status = ERRORS[code][0]
         self.message = str(ERRORS[code][1]) % limits
+        self.reason = reason
+        self.thumbnail_png = thumbnail_png
         super().__init__(self.message)
 
+    @property
+    def why(self) -> str | None:
+        """Why the photo was refused, in plain words; None for other errors."""
+        if self.code != "out_of_scope":
+            return None
+        return str(REFUSAL_REASONS.get(self.reason or "", REFUSAL_REASONS["not_dermatoscopic"]))
 
-def error_body(code: str, message: str) -> dict[str, Any]:
-    """The JSON envelope of every API error."""
-    return {"error": {"code": code, "message": message}, "disclaimer": str(DISCLAIMER)}
+    @property
+    def detail(self) -> str | None:
+        """Why the photo was refused and what to do (the API's ``detail``); None for other errors."""
+        return None if self.why is None else f"{self.why} {REFUSAL_ADVICE}"
+
+    @property
+    def advice(self) -> str:
+        return str(REFUSAL_ADVICE)
+
+
+def error_body(code: str, message: str, detail: str | None = None) -> dict[str, Any]:
+    """The JSON envelope of every API error; ``detail`` (a refusal's why and what to do) where there is one."""
+    error = {"code": code, "message": message} | ({"detail": detail} if detail else {})
+    return {"error": error, "disclaimer": str(DISCLAIMER)}

@@ -202,6 +202,11 @@ def gate_describe(predictor: Predictor) -> dict[str, Any] | None:
 GATE_SET_LABELS = {
     "HAM10000 validation (report)": _("HAM10000 validation lesions (dermatoscopic)"),
     "other-hospital validation (report)": _("Barcelona validation lesions (dermatoscopic)"),
+    "HAM10000 validation, as uploads (report)": _("HAM10000 validation lesions, re-saved as uploads of other sizes"),
+    "other-hospital validation, as uploads (report)": _(
+        "Barcelona validation lesions, re-saved as uploads of other sizes"
+    ),
+    "fullres": _("Full-resolution lesions from another hospital (PH2), at three sizes"),
     "clinical": _("Phone and clinic photos of skin lesions"),
     "natural": _("Everyday photos: clothing, scenes, food, objects"),
     "generated": _("Generated images: noise, documents, screenshots, flat colours"),
@@ -218,6 +223,8 @@ def gate_refusals_list(gate: dict[str, Any] | None) -> list[dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     for row in (gate or {}).get("refused", []):
         key = row["set"] if row["set"] in GATE_SET_LABELS else row["set"].split("/")[0]
+        if key not in GATE_SET_LABELS and row.get("dermatoscopic") and row["set"].endswith("(report)"):
+            key = "fullres"  # ml.fit_gate --fullres: "<folder>, <resolution> (report)"
         if key not in GATE_SET_LABELS:
             continue  # a threshold half, or a kind this page does not name
         total = rows.setdefault(key, {"label": GATE_SET_LABELS[key], "images": 0, "refused": 0})

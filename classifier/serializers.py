@@ -7,7 +7,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from classifier.errors import DISCLAIMER
+from classifier.errors import DISCLAIMER, error_body
 from classifier.models import LesionClass, safe_link
 from classifier.services import PredictionResult
 
@@ -119,6 +119,9 @@ def _explanation_data(result: PredictionResult) -> dict[str, str] | None:
 class ErrorDetailSerializer(serializers.Serializer):
     code = serializers.CharField()
     message = serializers.CharField()
+    detail = serializers.CharField(
+        required=False, help_text=_("For a refused photo (out_of_scope): why, in plain words, and what to do.")
+    )
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -139,7 +142,10 @@ class BatchItemSerializer(serializers.Serializer):
 
     def to_representation(self, item):
         if item.error is not None:
-            return {"name": item.name, "error": {"code": item.error.code, "message": item.error.message}}
+            return {
+                "name": item.name,
+                "error": error_body(item.error.code, item.error.message, item.error.detail)["error"],
+            }
         return super().to_representation(item)
 
 

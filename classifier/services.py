@@ -31,8 +31,8 @@ from classifier.selectors import (
 )
 from classifier.uploads import max_file_bytes
 from ml import CLASS_CODES
-from ml.predict import Predictor
-from ml.preprocessing import ImageError, resize
+from ml.predict import Predictor, Upload
+from ml.preprocessing import ImageError, decoding_cost, resize
 from ml.triage import risk
 
 logger = logging.getLogger(__name__)
@@ -131,14 +131,30 @@ def class_contents_forget(**kwargs: Any) -> None:
     transaction.on_commit(lambda: cache.delete_many(keys))
 
 
-def _prepare(predictor: Predictor, upload: ImageUpload) -> tuple[torch.Tensor, tuple[int, int]]:
+def _read(predictor: Predictor, upload: ImageUpload) -> Upload:
     if upload.size > max_file_bytes():
         raise PredictionError("too_large")
     try:
-        return predictor.read_with_size(upload.data, guard=True)
+        return predictor.read_upload(upload.data)
     except ImageError as error:
         logger.info("refused an upload: %s (%s)", error.code, error.message)  # never the image bytes
         raise PredictionError(error.code) from None
+
+
+def _cost(upload: ImageUpload) -> int:
+    """What decoding this upload would cost (:func:`ml.preprocessing.decoding_cost`); 0 for one that
+    :func:`_read` refuses before decoding, with its own code."""
+    if upload.size > max_file_bytes():
+        return 0
+    try:
+        return decoding_cost(upload.data)
+    except ImageError:
+        return 0
+
+
+def _refusal(reason: str, *, thumbnail: bytes = b"") -> PredictionError:
+    logger.info("refused an upload: out_of_scope (%s)", reason)
+    return PredictionError("out_of_scope", reason=reason, thumbnail_png=thumbnail)
 
 
 def _result(
@@ -178,17 +194,20 @@ def prediction_create(*, image: ImageUpload, preview: bool = False, explain: boo
     """
     predictor, info = predictor_get()
     started = time.perf_counter()
-    pixels, source_size = _prepare(predictor, image)
-    assessment = predictor.assess(pixels.unsqueeze(0))
-    if assessment.out_of_scope[0]:
-        logger.info("refused an upload: out_of_scope (gate score %.2f)", float(assessment.gate_scores[0]))
-        raise PredictionError("out_of_scope")
-    probs = assessment.probabilities[0]
-    elapsed_ms = (time.perf_counter() - started) * 1000
+    upload = _read(predictor, image)
+    pixels = upload.pixels
     # Shown in the uploaded image's aspect ratio (the model sees it squeezed to a square).
-    height, width = source_size
+    height, width = upload.size
     scale = 224 / max(height, width)
     display = (max(1, round(height * scale)), max(1, round(width * scale)))
+    refusal = upload.refusal  # the guard's: clearly not a lesion photo
+    if refusal is None:
+        assessment = predictor.assess(pixels.unsqueeze(0))
+        refusal = "not_dermatoscopic" if assessment.out_of_scope[0] else None
+    if refusal is not None:
+        raise _refusal(refusal, thumbnail=_png(resize(pixels, display)) if preview else b"")
+    probs = assessment.probabilities[0]
+    elapsed_ms = (time.perf_counter() - started) * 1000
     images: dict[str, Any] = {"display_height": display[0], "display_width": display[1]}
     if preview:
         images["preview_png"] = _png(resize(pixels, display))
@@ -200,7 +219,12 @@ def prediction_create(*, image: ImageUpload, preview: bool = False, explain: boo
 
 
 def predictions_create(*, images: list[ImageUpload], thumbnails: bool = False) -> list[BatchItem]:
-    """Classify several images in one batched forward pass; a bad file becomes an item error."""
+    """Classify several images in one batched forward pass; a bad file becomes an item error.
+
+    The files share one decoding budget (``DERMAI_MAX_BATCH_PIXEL_SCANS``), spent in upload order and
+    read from their headers before anything is decoded: a file that would take the batch past it is
+    not decoded and becomes a ``batch_over_budget`` item error; later, cheaper files may still fit.
+    """
     if not images:
         raise PredictionError("missing_file")
     if len(images) > settings.DERMAI_MAX_BATCH_FILES:
@@ -209,17 +233,30 @@ def predictions_create(*, images: list[ImageUpload], thumbnails: bool = False) -
     started = time.perf_counter()
     prepared: dict[int, torch.Tensor] = {}
     errors: dict[int, PredictionError] = {}
-    for index, upload in enumerate(images):
+    spent = 0
+    for index, image in enumerate(images):
+        cost = _cost(image)
+        if spent + cost > settings.DERMAI_MAX_BATCH_PIXEL_SCANS:
+            logger.info("refused an upload: batch_over_budget (%d pixel-scans after %d)", cost, spent)
+            errors[index] = PredictionError("batch_over_budget")
+            continue
+        spent += cost
         try:
-            prepared[index] = _prepare(predictor, upload)[0]
+            upload = _read(predictor, image)
         except PredictionError as error:
             errors[index] = error
+            continue
+        if upload.refusal is not None:
+            errors[index] = _refusal(upload.refusal, thumbnail=_png(upload.pixels, size=96) if thumbnails else b"")
+        else:
+            prepared[index] = upload.pixels
     probs_by_index = {}
     if prepared:
         assessment = predictor.assess(torch.stack(list(prepared.values())))
         for index, probs, refused in zip(prepared, assessment.probabilities.tolist(), assessment.out_of_scope):
             if refused:
-                errors[index] = PredictionError("out_of_scope")
+                thumbnail = _png(prepared[index], size=96) if thumbnails else b""
+                errors[index] = _refusal("not_dermatoscopic", thumbnail=thumbnail)
             else:
                 probs_by_index[index] = probs
     elapsed_ms = (time.perf_counter() - started) * 1000 / max(1, len(prepared))

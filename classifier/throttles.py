@@ -32,23 +32,28 @@ class AnonRateThrottle(throttling.AnonRateThrottle):
     window (``cache.add``), and every request increments it in one atomic step (``cache.incr``,
     made atomic for the database cache by ``dermai_site.cache.DatabaseCache``). A window opens with
     a client's first request after the previous one ended.
+
+    A batch counts once per file: DRF counts its request as one, the view counts the other files
+    (``count``) once it knows how many there are.
     """
 
     def get_ident(self, request: HttpRequest) -> str:
         return client_address(request)
 
-    def allow_request(self, request, view) -> bool:
+    def allow_request(self, request, view, *, count: int = 1) -> bool:
+        """Count ``count`` requests for this client; whether it is still within its rate."""
         if self.rate is None:
             return True
         key = self.get_cache_key(request, view)
         if key is None:  # a signed-in user
             return True
-        if self.cache.add(key, 1, self.duration):
-            return True  # the first request of a new window
+        if self.cache.add(key, count, self.duration):
+            return count <= self.num_requests  # the first of a new window
         try:
-            return self.cache.incr(key) <= self.num_requests
-        except ValueError:  # the window ended between the two calls: this request would open the next
-            return True
+            return self.cache.incr(key, count) <= self.num_requests
+        except ValueError:  # the window ended between the two calls: these requests open the next
+            self.cache.add(key, count, self.duration)
+            return count <= self.num_requests
 
     def wait(self) -> float:
         """Seconds until the client may try again: at most one window, which opened before this request."""

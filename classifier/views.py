@@ -71,10 +71,13 @@ def render_too_large(request: HttpRequest) -> HttpResponse:
     return render_home(request, form, status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
 
 
-def throttled(request: HttpRequest) -> HttpResponse | None:
-    """The form with a 429 error when this client has used up the API's budget (one budget for both)."""
+def throttled(request: HttpRequest, *, count: int = 1) -> HttpResponse | None:
+    """The form with a 429 error when this client has used up the API's budget (one budget for both).
+
+    Counts ``count`` images: one per request before its files are read, then the rest of a batch's.
+    """
     throttle = AnonRateThrottle()
-    if throttle.allow_request(request, view=None):
+    if throttle.allow_request(request, view=None, count=count):
         return None
     seconds = int(throttle.wait() or 1)
     form = UploadForm()
@@ -95,13 +98,18 @@ def home(request: HttpRequest) -> HttpResponse:
     form = UploadForm(request.POST, request.FILES)
     if not form.is_valid():
         return render_home(request, form, status=HTTPStatus.BAD_REQUEST)
-    uploads = [ImageUpload.from_file(f) for f in form.cleaned_data["image"]]
+    files = form.cleaned_data["image"]
+    if len(files) > 1 and (refused := throttled(request, count=len(files) - 1)) is not None:
+        return refused
+    uploads = [ImageUpload.from_file(f) for f in files]
     try:
         if len(uploads) == 1:
             result = prediction_create(image=uploads[0], preview=True, explain=True)
             return render(request, "classifier/result.html", {"result": result})
         items = predictions_create(images=uploads, thumbnails=True)
     except PredictionError as error:
+        if error.code == "out_of_scope":  # not a form error: the photo was read, and refused
+            return render(request, "classifier/refused.html", {"error": error}, status=error.status)
         form.add_error("image", error.message)
         # A form error is the visitor's to fix (400), unless the upload was too large or the model is down.
         status = error.status if error.code in ("too_large", "model_unavailable") else HTTPStatus.BAD_REQUEST

@@ -176,6 +176,9 @@ STORAGES = {
 # so Django's TemporaryFileUploadHandler never writes a photo to the temp dir.
 DERMAI_MAX_UPLOAD_MB = env.float("DERMAI_MAX_UPLOAD_MB", default=12)  # one image
 DERMAI_MAX_BATCH_FILES = env.int("DERMAI_MAX_BATCH_FILES", default=20)
+# What a batch's files may cost to decode together, in pixel-scans (ml.preprocessing.decoding_cost):
+# about a second of decoding on a 2-core server, twenty 12-megapixel photos four times over.
+DERMAI_MAX_BATCH_PIXEL_SCANS = env.int("DERMAI_MAX_BATCH_PIXEL_SCANS", default=1_000_000_000)
 DERMAI_MAX_REQUEST_MB = env.float("DERMAI_MAX_REQUEST_MB", default=64)  # a whole request, batches included
 FILE_UPLOAD_HANDLERS = ["classifier.uploads.MemoryOnlyUploadHandler"]
 

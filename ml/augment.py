@@ -1,9 +1,12 @@
-"""Batch augmentation on tensors (CPU or GPU): geometry and colour suited to dermoscopy."""
+"""Batch augmentation on tensors (CPU or GPU): geometry and colour suited to dermoscopy; simulated uploads."""
 
+import io
 import math
+import random
 
 import torch
 import torch.nn.functional as F
+from PIL import Image, ImageFilter
 
 
 def random_affine(
@@ -82,3 +85,29 @@ def dihedral(images: torch.Tensor) -> list[torch.Tensor]:
     """The eight flips and quarter turns of a batch, for test-time augmentation."""
     turns = [torch.rot90(images, k, dims=(-2, -1)) for k in range(4)]
     return turns + [t.flip(-1) for t in turns]
+
+
+def simulated_upload(image: Image.Image, rng: random.Random) -> bytes:
+    """``image`` as a person might upload it: rescaled, sharpened or blurred, turned, saved as a JPEG.
+
+    The lesion images for development are small copies, each made one way; uploads are larger
+    exports from other cameras and software, with their own sharpening and compression. Seen
+    through the site's path (which reduces every upload to the training scale), these views keep
+    sharpness and JPEG traces from telling "lesion" from "not a lesion".
+    """
+    scale = min(math.exp(rng.uniform(math.log(0.75), math.log(4.0))), 1600 / max(image.size))  # a phone export at most
+    size = (max(16, round(image.width * scale)), max(16, round(image.height * scale)))
+    resample = rng.choice([Image.Resampling.BILINEAR, Image.Resampling.BICUBIC, Image.Resampling.LANCZOS])
+    image = image.convert("RGB").resize(size, resample)
+    effect = rng.random()
+    if effect < 0.35:  # radius in pixels of the training scale, whatever the size of this copy
+        image = image.filter(
+            ImageFilter.UnsharpMask(radius=rng.uniform(0.5, 2.0) * scale, percent=rng.randint(50, 200))
+        )
+    elif effect < 0.6:
+        image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2) * scale))
+    turn = rng.choice([None, *Image.Transpose])  # quarter turns and mirrors: no filled corners
+    image = image if turn is None else image.transpose(turn)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=rng.randint(60, 98))
+    return buffer.getvalue()

@@ -13,20 +13,23 @@ import csv
 import random
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
-from ml import SHIPPED_CHECKPOINT
-from ml.augment import augment, random_resolution
+from ml import CLASS_CODES, SHIPPED_CHECKPOINT
+from ml.augment import augment, random_resolution, simulated_upload
 from ml.checkpoint import load_checkpoint, record_gate
 from ml.data import DataError, Sample, load_pixels_and_sides, read_sources, split_by_lesion, split_sources
+from ml.fullres import RESOLUTIONS, assess_files, read_folder, resized_jpeg
 from ml.gate import EvidenceNet, Gate, GateConfig, PixelNet, gate_features
 from ml.model import fold_for_inference, forward_with_features
 from ml.negatives import KINDS, non_lesion_images
+from ml.predict import Predictor
 from ml.preprocessing import ImageError, PreprocessConfig, decode, normalize, prepare
 
 
@@ -84,13 +87,17 @@ def split_groups(items: list[tuple[Path, str, str]], *, fraction: float, seed: i
 
 
 def photo_pixels(data: bytes, *, preprocess: PreprocessConfig, rng: random.Random | None = None) -> torch.Tensor:
-    """Prepared pixels of a photo; with ``rng``, of a random crop of it (how else a user might frame it)."""
+    """Prepared pixels of a photo; with ``rng``, of a random crop of it (how else a user might frame it),
+    half of the time saved again as a :func:`ml.augment.simulated_upload`."""
     pixels = decode(data, preprocess=preprocess)
     if rng is not None:
         height, width = pixels.shape[-2:]
         h, w = round(height * rng.uniform(0.4, 1.0)), round(width * rng.uniform(0.4, 1.0))
         top, left = rng.randrange(height - h + 1), rng.randrange(width - w + 1)
         pixels = pixels[:, top : top + h, left : left + w]
+        if rng.random() < 0.5:
+            crop = Image.fromarray(pixels.permute(1, 2, 0).numpy())
+            pixels = decode(simulated_upload(crop, rng), preprocess=preprocess)
     return prepare(pixels, preprocess=preprocess)
 
 
@@ -105,6 +112,25 @@ def negative_pixels(photos: list[bytes], *, preprocess: PreprocessConfig, views:
         except ImageError:
             continue
     return torch.stack(out)
+
+
+def upload_pixels(samples: list[Sample], *, preprocess: PreprocessConfig, seed: int) -> torch.Tensor:
+    """Prepared pixels of one :func:`ml.augment.simulated_upload` of each sample, through the site's path."""
+    rng = random.Random(seed)
+    out = []
+    for sample in samples:
+        with Image.open(sample.path) as image:
+            upload = simulated_upload(image, rng)
+        out.append(prepare(decode(upload, preprocess=preprocess), preprocess=preprocess))
+    return torch.stack(out) if out else torch.empty(0, 3, preprocess.size, preprocess.size, dtype=torch.uint8)
+
+
+def balanced_draw(samples: list[Sample], *, count: int, seed: int) -> list[Sample]:
+    """``count`` samples drawn with replacement, every class as often: the rare pink and non-pigmented
+    lesions (BCC, AKIEC, VASC) weigh as much in the gate's positives as nevi."""
+    per_class = Counter(sample.label for sample in samples)
+    weights = [1 / per_class[sample.label] for sample in samples]
+    return random.Random(seed).choices(samples, weights=weights, k=count)
 
 
 def fit_evidence(
@@ -171,13 +197,13 @@ def fit_pixels(
 
 @torch.inference_mode()
 def gate_parts(gate: Gate, model: torch.nn.Module, pixels: torch.Tensor, preprocess: PreprocessConfig) -> torch.Tensor:
-    """N×2 raw scores (evidence, pixels) of prepared uint8 pixels."""
+    """N×k raw scores (evidence, then pixels where the gate has a pixel network) of prepared uint8 pixels."""
     rows = []
     for batch in pixels.split(128):
         x = normalize(batch, preprocess=preprocess).contiguous(memory_format=torch.channels_last)
         logits, blocks = forward_with_features(model, x)
-        rows.append(torch.stack(gate.parts(gate_features(logits, blocks, batch.float()), x), dim=1))
-    return torch.cat(rows) if rows else torch.empty(0, 2)
+        rows.append(gate.parts(gate_features(logits, blocks, batch.float()), x))
+    return torch.cat(rows) if rows else torch.empty(0, 1 if gate.pixels is None else 2)
 
 
 def choose_threshold(scores: dict[str, torch.Tensor], *, max_refusal: float) -> float:
@@ -202,8 +228,10 @@ def gate_fit_and_report(
     checkpoint: Path,
     data: list[Path],
     ood: Path,
+    fullres: Path | None = None,
     max_refusal: float = 0.015,
     fit_positives: int = 8000,
+    pixel_network: bool = True,
     pixels_from: Path | None = None,
     pixel_epochs: int = 8,
     generated: tuple[int, int] = (60, 25),
@@ -211,15 +239,21 @@ def gate_fit_and_report(
 ) -> dict[str, Any]:
     """Fit the gate of ``checkpoint``, choose its threshold, store both in the checkpoint; return the report.
 
-    ``pixels_from`` reuses the pixel network of another checkpoint's gate (it does not depend on
-    the classifier) and fits only the evidence network. ``generated`` is how many generated images
-    of each kind fit the gate and how many are reported.
+    Positives are drawn class-balanced from the training split, each as its small copy and as a
+    simulated upload (:func:`ml.augment.simulated_upload`); the threshold is the highest that
+    refuses at most ``max_refusal`` of every threshold half, as copies and as uploads. ``fullres``
+    is a folder of full-resolution lesions (:mod:`ml.fullres`), reported at every resolution, never
+    used to choose. ``pixel_network=False`` fits the evidence network alone (no second forward
+    pass); ``pixels_from`` reuses the pixel network of another checkpoint's gate (it does not
+    depend on the classifier). ``generated`` is how many generated images of each kind fit the
+    gate and how many are reported.
     """
     loaded = load_checkpoint(checkpoint)
     model, preprocess = fold_for_inference(loaded.model), loaded.preprocess
     train, sets = _validation_sets(loaded, data)
-    fit_samples = random.Random(seed).sample(train, min(fit_positives, len(train)))
-    positives, sides = load_pixels_and_sides(fit_samples, preprocess=preprocess)
+    fit_samples = balanced_draw(train, count=fit_positives, seed=seed)
+    copies, sides = load_pixels_and_sides(fit_samples, preprocess=preprocess)
+    uploads = upload_pixels(fit_samples, preprocess=preprocess, seed=seed)
     photos_fit, photos_held = split_groups(read_ood(ood), fraction=0.4, seed=seed)
     photo_pixels = negative_pixels(
         [p.read_bytes() for p, _, _ in photos_fit], preprocess=preprocess, views=16, seed=seed
@@ -231,27 +265,38 @@ def gate_fit_and_report(
 
     evidence_positives = torch.cat(
         [
-            extract_features(model, positives, preprocess=preprocess),
-            extract_features(model, positives, preprocess=preprocess, augmented=True, short_sides=sides),
+            extract_features(model, copies, preprocess=preprocess),
+            extract_features(model, copies, preprocess=preprocess, augmented=True, short_sides=sides),
+            extract_features(model, uploads, preprocess=preprocess, augmented=True),
         ]
     )
     evidence_negatives = extract_features(model, negatives, preprocess=preprocess, augmented=True)
-    config = GateConfig(features=evidence_positives.shape[1])
+    config = GateConfig(features=evidence_positives.shape[1], channels=GateConfig.channels if pixel_network else ())
     gate = Gate(config)
     gate.evidence = fit_evidence(evidence_positives, evidence_negatives, config=config, seed=seed)
-    if pixels_from is not None:
+    if gate.pixels is not None and pixels_from is not None:
         gate.pixels = load_checkpoint(pixels_from).gate.gate.pixels
-    else:
+    elif gate.pixels is not None:
+        positives = torch.cat([copies, uploads])
         gate.pixels = fit_pixels(
-            positives, sides, negatives, config=config, preprocess=preprocess, epochs=pixel_epochs, seed=seed
+            positives,
+            torch.cat([sides, torch.full((len(uploads),), preprocess.source_short_side)]),
+            negatives,
+            config=config,
+            preprocess=preprocess,
+            epochs=pixel_epochs,
+            seed=seed,
         )
     gate.eval()
     _as_stored(gate)
 
-    parts = {
-        name: gate_parts(gate, model, load_pixels_and_sides(s, preprocess=preprocess)[0], preprocess)
-        for name, s in sets.items()
-    }
+    positive_sets = {}
+    for name, samples in sets.items():
+        labels = torch.tensor([s.label for s in samples])
+        positive_sets[name] = (load_pixels_and_sides(samples, preprocess=preprocess)[0], labels)
+        as_uploads = name.replace(" (", ", as uploads (")
+        positive_sets[as_uploads] = (upload_pixels(samples, preprocess=preprocess, seed=seed + 1), labels)
+    parts = {name: gate_parts(gate, model, pixels, preprocess) for name, (pixels, _) in positive_sets.items()}
     reference = torch.cat([v for k, v in parts.items() if k.endswith("(threshold)")])
     gate.scale.copy_(torch.stack([reference.mean(dim=0), reference.std(dim=0)], dim=1))
     _as_stored(gate)
@@ -260,7 +305,7 @@ def gate_fit_and_report(
     threshold = choose_threshold(
         {k: v for k, v in scores.items() if k.endswith("(threshold)")}, max_refusal=max_refusal
     )
-    rows = [_row(name, s, threshold, positive=True) for name, s in scores.items()]
+    rows = [_row(name, s, threshold, labels=positive_sets[name][1]) for name, s in scores.items()]
     by_kind: dict[str, list[bytes]] = defaultdict(list)
     for path, _, kind in photos_held:
         by_kind[kind].append(path.read_bytes())
@@ -274,11 +319,32 @@ def gate_fit_and_report(
         "checkpoint": str(checkpoint),
         "threshold": threshold,
         "max_refusal": max_refusal,
-        "fit": {"positives": len(positives), "negatives": len(negatives), "pixels_from": str(pixels_from or "")},
+        "fit": {
+            "positives": len(copies),
+            "positive_views": ["small copy", "small copy augmented", "simulated upload augmented"],
+            "negatives": len(negatives),
+            "pixel_network": gate.pixels is not None,
+            "pixels_from": str(pixels_from or ""),
+        },
         "rows": rows,
     }
     record_gate(checkpoint, gate=gate, threshold=threshold, report=report)
+    if fullres is not None:  # through the site's own path (guard and gate), with the gate just stored
+        report["rows"] += fullres_rows(Predictor(checkpoint), fullres)
+        record_gate(checkpoint, gate=gate, threshold=threshold, report=report)
     return report
+
+
+def fullres_rows(predictor: Predictor, folder: Path) -> list[dict[str, Any]]:
+    """Report rows for a folder of full-resolution lesions (:mod:`ml.fullres`), at every resolution."""
+    items = read_folder(folder)
+    labels = torch.tensor([item.label for item in items])
+    originals = [item.path.read_bytes() for item in items]
+    rows = []
+    for resolution, box in RESOLUTIONS:
+        refused, _ = assess_files(predictor, [resized_jpeg(data, box) for data in originals])
+        rows.append(_refusals(f"{folder.name}, {resolution} (report)", refused, labels=labels))
+    return rows
 
 
 @torch.no_grad()
@@ -289,24 +355,38 @@ def _as_stored(gate: Gate) -> None:
             tensor.copy_(tensor.half().float())
 
 
-def _row(name: str, scores: torch.Tensor, threshold: float, *, positive: bool = False) -> dict[str, Any]:
-    refused = int((scores < threshold).sum())
-    return {
+def _row(name: str, scores: torch.Tensor, threshold: float, *, labels: torch.Tensor | None = None) -> dict[str, Any]:
+    return _refusals(name, scores < threshold, labels=labels)
+
+
+def _refusals(name: str, refused: torch.Tensor, *, labels: torch.Tensor | None = None) -> dict[str, Any]:
+    """A report row: how many of a set were refused, and per class for dermatoscopic sets (with ``labels``)."""
+    row = {
         "set": name,
-        "dermatoscopic": positive,
-        "images": len(scores),
-        "refused": refused,
-        "refused_share": refused / max(1, len(scores)),
+        "dermatoscopic": labels is not None,
+        "images": len(refused),
+        "refused": int(refused.sum()),
+        "refused_share": int(refused.sum()) / max(1, len(refused)),
     }
+    if labels is not None:
+        row["per_class"] = {
+            code: {"images": int((labels == c).sum()), "refused": int(refused[labels == c].sum())}
+            for c, code in enumerate(CLASS_CODES)
+            if (labels == c).any()
+        }
+    return row
 
 
 def format_report(report: dict[str, Any]) -> str:
     lines = [
         f"gate threshold {report['threshold']:.3f} (refuses ≤ {report['max_refusal']:.1%} of each threshold half)",
-        f"{'set':42} {'images':>7} {'refused':>8} {'share':>7}",
+        f"{'set':52} {'images':>7} {'refused':>8} {'share':>7}  refused per class",
     ]
     for row in report["rows"]:
-        lines.append(f"{row['set']:42} {row['images']:7d} {row['refused']:8d} {row['refused_share']:7.1%}")
+        per_class = "  ".join(
+            f"{code} {c['refused'] / c['images']:.1%}" for code, c in row.get("per_class", {}).items()
+        )
+        lines.append(f"{row['set']:52} {row['images']:7d} {row['refused']:8d} {row['refused_share']:7.1%}  {per_class}")
     return "\n".join(lines)
 
 
@@ -316,6 +396,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True, type=Path, action="append", help="the checkpoint's data folders")
     parser.add_argument("--ood", required=True, type=Path, help="folder of non-dermatoscopic photos (*/manifest.csv)")
     parser.add_argument("--max-refusal", type=float, default=0.015, help="refusals allowed on each threshold half")
+    parser.add_argument(
+        "--fullres", type=Path, help="folder of full-resolution lesions to report on (labels.csv; never for choosing)"
+    )
+    parser.add_argument(
+        "--no-pixel-network",
+        dest="pixel_network",
+        action="store_false",
+        help="fit the evidence network alone: the gate then costs no second forward pass",
+    )
     parser.add_argument(
         "--pixels-from",
         type=Path,
@@ -333,6 +422,8 @@ def main(argv: list[str] | None = None) -> int:
             data=args.data,
             ood=args.ood,
             max_refusal=args.max_refusal,
+            fullres=args.fullres,
+            pixel_network=args.pixel_network,
             pixels_from=args.pixels_from,
         )
     except (FileNotFoundError, DataError) as error:

@@ -1,16 +1,16 @@
 """Out-of-distribution gate: refuse photos unlike the dermatoscopic images the classifier knows.
 
-The classifier answers one of seven diagnoses for anything. Two small networks judge instead
-whether an image is a dermatoscopic image at all, and their standardised scores are added:
+The classifier answers one of seven diagnoses for anything. A small network (two, optionally) judges
+instead whether an image is a dermatoscopic image at all; their standardised scores are added:
 
 - the *evidence* network reads the classifier's own forward pass: the mean, spread and peak of
-  every block's activations, the energy of its logits (Liu et al., 2020) and a few colour and
-  texture statistics of the input. It is fitted for one classifier and means nothing for another.
-- the *pixel* network is a small CNN trained on the half-resolution input itself, for the binary
-  task alone; it does not depend on the classifier.
+  the last blocks' activations, the energy of its logits (Liu et al., 2020) and a few colour and
+  layout statistics of the input. It is fitted for one classifier and means nothing for another.
+- the optional *pixel* network is a small CNN trained on the half-resolution input itself, for the
+  binary task alone; it does not depend on the classifier, and costs a second forward pass.
 
-``python -m ml.fit_gate`` fits both, chooses the threshold on validation images and stores the
-gate inside the classifier's checkpoint.
+``python -m ml.fit_gate`` fits them, chooses the threshold on validation images (small copies and
+simulated uploads) and stores the gate inside the classifier's checkpoint.
 """
 
 from dataclasses import dataclass, field
@@ -28,28 +28,27 @@ class GateConfig:
     features: int
     hidden: int = 64
     dropout: float = 0.3
-    channels: tuple[int, ...] = field(default=(16, 32, 64, 64))
+    channels: tuple[int, ...] = field(default=(16, 32, 64, 64))  # () for no pixel network
 
 
 def image_statistics(pixels: torch.Tensor) -> torch.Tensor:
-    """N×16 colour and texture statistics of an N×3×H×W batch in 0–255 (before normalisation).
+    """N×14 colour and layout statistics of an N×3×H×W batch in 0–255 (before normalisation).
 
     Channel means and spreads, saturation, the four corners' brightness (sorted) against the
-    centre's (dermatoscopes often leave dark round borders) and the Laplacian's mean and spread.
+    centre's (dermatoscopes often leave dark round borders). Nothing about sharpness or fine
+    texture, which tell how a photo was resized and compressed, not whether it shows a lesion:
+    computed at a quarter of the resolution, blind to that detail, and cheaper.
     """
-    x = pixels.float()
+    x = F.avg_pool2d(pixels.float(), 4)
     brightest, darkest = x.max(dim=1).values, x.min(dim=1).values
     saturation = (brightest - darkest) / brightest.clamp_min(1)
     grey = x.mean(dim=1)
     height, width = grey.shape[-2:]
-    c = height // 6
+    c = max(1, height // 6)
     corners = torch.stack([grey[:, :c, :c], grey[:, :c, -c:], grey[:, -c:, :c], grey[:, -c:, -c:]], dim=1).mean(
         dim=(2, 3)
     )
     centre = grey[:, height // 3 : 2 * height // 3, width // 3 : 2 * width // 3].mean(dim=(1, 2))
-    laplacian = (
-        4 * grey[:, 1:-1, 1:-1] - grey[:, :-2, 1:-1] - grey[:, 2:, 1:-1] - grey[:, 1:-1, :-2] - grey[:, 1:-1, 2:]
-    ).abs()
     return torch.cat(
         [
             x.mean(dim=(2, 3)),
@@ -59,17 +58,23 @@ def image_statistics(pixels: torch.Tensor) -> torch.Tensor:
             corners.sort(dim=1).values,
             centre[:, None],
             (corners.mean(dim=1) / centre.clamp_min(1))[:, None],
-            laplacian.mean(dim=(1, 2))[:, None],
-            laplacian.std(dim=(1, 2))[:, None],
         ],
         dim=1,
     )
 
 
+# The blocks whose activations the evidence network reads: the last three. The first two, at 112² and
+# 56², cost more to summarise than the classifier's forward pass, and their edges and colours say
+# more about the camera than about the picture.
+EVIDENCE_BLOCKS = slice(-3, None)
+
+
 def gate_features(logits: torch.Tensor, blocks: list[torch.Tensor], pixels: torch.Tensor) -> torch.Tensor:
-    """The evidence network's inputs: per channel mean, spread and peak of every block, the image
-    statistics of ``pixels`` (0–255) and the logits' energy (log-sum-exp)."""
-    pooled = [torch.cat([b.mean(dim=(2, 3)), b.std(dim=(2, 3)), b.amax(dim=(2, 3))], dim=1) for b in blocks]
+    """The evidence network's inputs: per channel mean, spread and peak of the last three blocks,
+    the image statistics of ``pixels`` (0–255) and the logits' energy (log-sum-exp)."""
+    pooled = [
+        torch.cat([b.mean(dim=(2, 3)), b.std(dim=(2, 3)), b.amax(dim=(2, 3))], dim=1) for b in blocks[EVIDENCE_BLOCKS]
+    ]
     energy = torch.logsumexp(logits, dim=1, keepdim=True)
     return torch.cat([*pooled, image_statistics(pixels), energy], dim=1)
 
@@ -115,25 +120,31 @@ class PixelNet(nn.Module):
 
 
 class Gate(nn.Module):
-    """Both networks; the score is the sum of their scores, each standardised on validation images."""
+    """The evidence network, and the pixel network where the config has channels for one.
+
+    The score is the sum of their scores, each standardised on dermatoscopic validation images.
+    """
 
     def __init__(self, config: GateConfig) -> None:
         super().__init__()
         self.config = config
         self.evidence = EvidenceNet(config)
-        self.pixels = PixelNet(config)
+        self.pixels = PixelNet(config) if config.channels else None
         # Mean and standard deviation of each network's scores on dermatoscopic validation images.
-        self.register_buffer("scale", torch.tensor([[0.0, 1.0], [0.0, 1.0]]))
+        self.register_buffer("scale", torch.tensor([[0.0, 1.0]] * (1 if self.pixels is None else 2)))
 
-    def parts(self, features: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The two raw scores: from the classifier's evidence and from the normalised input ``x``."""
-        return self.evidence(features), self.pixels(x)
+    def parts(self, features: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """N×k raw scores: from the classifier's evidence, then (with a pixel network) from the input ``x``."""
+        scores = [self.evidence(features)]
+        if self.pixels is not None:
+            scores.append(self.pixels(x))
+        return torch.stack(scores, dim=1)
 
     def forward(self, features: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return self.combine(torch.stack(self.parts(features, x), dim=1))
+        return self.combine(self.parts(features, x))
 
     def combine(self, parts: torch.Tensor) -> torch.Tensor:
-        """N×2 raw scores (evidence, pixels) → the gate's score: each standardised, then added."""
+        """N×k raw scores → the gate's score: each standardised, then added."""
         return ((parts - self.scale[:, 0]) / self.scale[:, 1]).sum(dim=1)
 
 

@@ -56,28 +56,45 @@ def image_statistics(pixels: torch.Tensor) -> dict[str, float]:
     }
 
 
+# Why the guard refuses an image: a stable key (the web's translated texts use it) and what it means.
+REASONS = {
+    "too_small": "the image is too small to judge",
+    "flat_colour": "one flat colour covers much of the image, as in documents, screenshots or fills",
+    "few_colours": "the image has too few colours for a photograph",
+    "greyscale": "the image is greyscale, like a scan or text",
+    "no_texture": "the image has no skin texture; it looks like a graphic or a gradient",
+}
+
+
 def out_of_scope_reason(pixels: torch.Tensor, *, config: GuardConfig = GuardConfig()) -> str | None:
-    """Why 3×H×W uint8 ``pixels`` are clearly not a dermatoscopic lesion photo, or None when they may be."""
+    """Why 3×H×W uint8 ``pixels`` are clearly not a dermatoscopic lesion photo (a :data:`REASONS` key),
+    or None when they may be."""
     height, width = pixels.shape[-2:]
     if min(height, width) < config.min_side:
-        return f"the image is too small to judge ({width}×{height}; at least {config.min_side} px a side)"
+        return "too_small"
     stats = image_statistics(pixels)
     if stats["dominant_colour"] > config.max_dominant_colour:
-        return "one flat colour covers much of the image, as in documents, screenshots or fills"
+        return "flat_colour"
     if stats["colours"] < config.min_colours:
-        return "the image has too few colours for a photograph"
+        return "few_colours"
     if stats["colourfulness"] < config.min_colourfulness:
-        return "the image is greyscale, like a scan or text"
+        return "greyscale"
     if stats["texture"] < config.min_texture or stats["smooth_share"] > config.max_smooth_share:
-        return "the image has no skin texture; it looks like a graphic or a gradient"
+        return "no_texture"
     return None
 
 
 def check_in_scope(pixels: torch.Tensor, *, config: GuardConfig = GuardConfig()) -> None:
-    """Raise :class:`ImageError` with the code ``out_of_scope`` for a clearly non-lesion image."""
+    """Raise :class:`ImageError` with the code ``out_of_scope`` (and the reason) for a clearly non-lesion image."""
     reason = out_of_scope_reason(pixels, config=config)
     if reason is not None:
-        raise ImageError("out_of_scope", f"this does not look like a dermatoscopic photo of a skin lesion: {reason}")
+        raise out_of_scope_error(reason)
+
+
+def out_of_scope_error(reason: str) -> ImageError:
+    """The error for an image refused for ``reason`` (a :data:`REASONS` key)."""
+    message = f"this does not look like a dermatoscopic photo of a skin lesion: {REASONS[reason]}"
+    return ImageError("out_of_scope", message, reason=reason)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         _, samples = split_by_lesion(samples, seed=0)
     reasons = Counter()
     for sample in tqdm(samples, desc="checking", unit="img"):
-        reasons[out_of_scope_reason(decode(sample.path.read_bytes())) or "accepted"] += 1
+        reason = out_of_scope_reason(decode(sample.path.read_bytes()))
+        reasons[REASONS[reason] if reason else "accepted"] += 1
     refused = len(samples) - reasons["accepted"]
     print(f"{args.split} split of {args.data}: {len(samples)} lesion images")
     print(f"refused {refused} ({refused / len(samples):.2%}) — false rejections")

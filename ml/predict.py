@@ -15,7 +15,7 @@ from ml.checkpoint import CheckpointError, load_checkpoint
 from ml.data import image_files
 from ml.explain import grad_cam, overlay
 from ml.gate import gate_features
-from ml.guard import check_in_scope, out_of_scope_reason
+from ml.guard import out_of_scope_error, out_of_scope_reason
 from ml.isic_csv import IsicCsvWriter
 from ml.model import SimpleBNConv, fold_for_inference, forward_with_features
 from ml.preprocessing import ImageError, PreprocessConfig, decode, normalize, prepare, reduce_to_source
@@ -50,6 +50,15 @@ class Assessment:
     out_of_scope: torch.Tensor  # N booleans; all False without a gate
 
 
+@dataclass(frozen=True)
+class Upload:
+    """One uploaded image, read once: the model's pixels, its upright size, and the guard's verdict."""
+
+    pixels: torch.Tensor  # 3×size×size uint8, prepared for the model
+    size: tuple[int, int]  # (height, width) of the upright image at the training scale, before it was made square
+    refusal: str | None  # why the guard refuses it (an ml.guard.REASONS key), or None
+
+
 class Predictor:
     """A checkpoint loaded once, answering calibrated probabilities in ``CLASS_CODES`` order.
 
@@ -70,6 +79,17 @@ class Predictor:
         self.sha256 = loaded.sha256
         self.parameter_count = sum(p.numel() for p in loaded.model.parameters())
         self.gate = loaded.gate
+        if self.gate is not None and self.gate.gate.config.features != self._feature_count():
+            raise CheckpointError(
+                f"the gate in {str(checkpoint)!r} reads {self.gate.gate.config.features} features, this code computes "
+                f"{self._feature_count()}: fit it again with python -m ml.fit_gate"
+            )
+
+    @torch.inference_mode()
+    def _feature_count(self) -> int:
+        pixels = torch.zeros(1, 3, self.preprocess.size, self.preprocess.size, dtype=torch.uint8)
+        logits, blocks = forward_with_features(self.inference_model, normalize(pixels, preprocess=self.preprocess))
+        return gate_features(logits, blocks, pixels).shape[1]
 
     def read(self, data: bytes, *, guard: bool = False) -> torch.Tensor:
         """Read uploaded image bytes into 3×H×W uint8 model pixels (decode, reduce, prepare); raises
@@ -77,16 +97,20 @@ class Predictor:
 
         With ``guard``, images that are clearly not lesion photos are refused (``out_of_scope``).
         """
-        return self.read_with_size(data, guard=guard)[0]
+        upload = self.read_upload(data)
+        if guard and upload.refusal is not None:
+            raise out_of_scope_error(upload.refusal)
+        return upload.pixels
 
-    def read_with_size(self, data: bytes, *, guard: bool = False) -> tuple[torch.Tensor, tuple[int, int]]:
-        """:meth:`read`, and the (height, width) of the upright image before it was made square."""
-        pixels = reduce_to_source(
-            decode(data, preprocess=self.preprocess), preprocess=self.preprocess
-        )  # once, for both
-        if guard:
-            check_in_scope(pixels)
-        return prepare(pixels, preprocess=self.preprocess), (pixels.shape[-2], pixels.shape[-1])
+    def read_upload(self, data: bytes) -> Upload:
+        """Decode and reduce the bytes once; the guard, the classifier and the gate share the result.
+
+        Raises :class:`ml.preprocessing.ImageError` for bytes that are not a usable image; an image
+        that is clearly not a lesion photo is not an error here, but an :class:`Upload` with a ``refusal``.
+        """
+        pixels = reduce_to_source(decode(data, preprocess=self.preprocess), preprocess=self.preprocess)
+        height, width = pixels.shape[-2:]
+        return Upload(prepare(pixels, preprocess=self.preprocess), (height, width), out_of_scope_reason(pixels))
 
     def explain(self, pixels: torch.Tensor, *, target: int) -> torch.Tensor:
         """A Grad-CAM overlay (3×H×W uint8) of where prepared ``pixels`` support class ``target``."""

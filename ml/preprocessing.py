@@ -2,6 +2,7 @@
 
 import io
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,27 +13,61 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP")
 # A 48-megapixel phone photo is 8064×6048; anything beyond this is refused before decoding.
 MAX_PIXELS = 50_000_000
-# JPEG decodes at 1/8 scale when asked (Image.draft), so a large JPEG costs little; PNG and WebP
-# always decode every pixel: their cap bounds a request's memory and time (a 4096×4096 RGB image
-# is 50 MB). Anything bigger is refused before decoding.
-MAX_LOSSLESS_PIXELS = 4096 * 4096
-# A progressive JPEG is decoded once per scan: cameras write about 10; thousands keep a worker
-# busy for seconds per kilobyte. Counting SOS markers is an upper bound (a thumbnail adds its own).
+# PNG and WebP always decode every pixel. The model sees 224×224, made from a photo first reduced
+# to a 150-pixel short side (PreprocessConfig), so 2048×2048 already holds 13 times the detail it
+# uses; it decodes (12 MB of RGB) and shrinks in about 140 ms here, 4096×4096 in 0.6 s and 200 MB.
+MAX_LOSSLESS_PIXELS = 2048 * 2048
+
+# Decoding work is counted in pixel-scans: libjpeg passes over every coefficient of a JPEG once per
+# scan, whatever the scale Image.draft asks it to draw at. A 4032×3024 photo is 12 million (baseline,
+# one scan: about 25 ms here) or 122 million (progressive, 10 scans: about 90 ms); a 7071×7071
+# progressive JPEG of 64 scans, 3.2 billion, took 4.5 s.
+MAX_JPEG_PIXEL_SCANS = 256_000_000
+# A progressive (or any multi-scan) JPEG also keeps every coefficient of the whole image in memory,
+# 2 bytes a sample whatever the scale it is drawn at: 150 MB (4:2:0) to 290 MB (4:4:4) at 50
+# megapixels. This bounds it to half that.
+MAX_MULTISCAN_JPEG_PIXELS = 25_000_000
+# One PNG or WebP pixel costs about as much to decode and shrink as 32 JPEG pixel-scans (30–33 ns
+# here, against 0.7 ns for a progressive JPEG's pixel-scan and 2 ns for a baseline one's).
+LOSSLESS_PIXEL_SCANS = 32
+
+# A JPEG's marker stream is walked before Pillow reads it (Pillow's own walk goes byte by byte in
+# Python: 11 MB of padding took 8–11 s, 2.9 million empty comments 6.4 s). Cameras write 10 to 20
+# segments, a progressive JPEG of 64 scans about 140; 256 of any kind cost Pillow about a millisecond.
+MAX_JPEG_SEGMENTS = 256
+# Metadata (APPn) and comment (COM) segments: EXIF, XMP, ICC, Photoshop's, each at most 64 KB. Pillow
+# parses some of them in Python; 32 hold 2 MB of metadata.
+MAX_JPEG_METADATA_SEGMENTS = 32
+# A progressive JPEG is decoded once per scan: cameras write about 10.
 MAX_JPEG_SCANS = 64
-SOS_MARKER = b"\xff\xda"
+# Bytes between segments that are not part of one: fill bytes (0xFF) before a marker, which the
+# standard allows and encoders hardly ever write, and junk, which it does not. libjpeg re-reads a run
+# of fill bytes from its start each time more data arrives: megabytes of it cost it seconds too.
+MAX_JPEG_PADDING_BYTES = 64
+# PNG chunks, walked from their headers without decompressing anything (Pillow spends a few µs on
+# each: 900,000 tiny ones took 4.2 s). libpng writes image data in 8 KB chunks, so the largest PNG under
+# the lossless cap (2048×2048 of 16-bit RGBA, 32 MB) holds about 4,000.
+MAX_PNG_CHUNKS = 4096
+
+JPEG_SIGNATURE = b"\xff\xd8\xff"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # What the file starts with when it claims to be one of the accepted formats.
-SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
+SIGNATURES = (JPEG_SIGNATURE, PNG_SIGNATURE)
 # Our own check runs first with a clear message; Pillow's guard stays on as a second line.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 
 class ImageError(ValueError):
-    """An image that cannot be used, with a stable machine-readable ``code`` and a human message."""
+    """An image that cannot be used, with a stable machine-readable ``code`` and a human message.
 
-    def __init__(self, code: str, message: str) -> None:
+    A refused image (``out_of_scope``) also says why, as a stable ``reason`` key (:data:`ml.guard.REASONS`).
+    """
+
+    def __init__(self, code: str, message: str, *, reason: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -50,9 +85,41 @@ class PreprocessConfig:
 
 
 def open_image(data: bytes, *, preprocess: PreprocessConfig = PreprocessConfig()) -> Image.Image:
-    """Decode JPEG, PNG or WebP bytes into an upright RGB image, or raise :class:`ImageError`."""
+    """Decode JPEG, PNG or WebP bytes into an upright RGB image, or raise :class:`ImageError`.
+
+    What would cost too much to decode (pixels, scans, segments, chunks, padding) is refused from
+    the headers, before any pixel is decoded.
+    """
+    image, _cost = _open(data)
+    if image.format == "JPEG":
+        # Let libjpeg decode at 1/2, 1/4 or 1/8 scale: a 12-megapixel photo costs a fraction.
+        image.draft("RGB", (preprocess.source_short_side, preprocess.source_short_side))
+    try:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise ImageError("invalid_image", f"the image data is corrupt or truncated ({error})") from None
+    return _to_rgb(image)
+
+
+def decoding_cost(data: bytes) -> int:
+    """What decoding ``data`` would cost, in JPEG pixel-scans (:data:`MAX_JPEG_PIXEL_SCANS`; a PNG or
+    WebP pixel counts :data:`LOSSLESS_PIXEL_SCANS`), read from its headers alone.
+
+    Raises :class:`ImageError` for everything :func:`open_image` refuses before decoding.
+    """
+    return _open(data)[1]
+
+
+def _open(data: bytes) -> tuple[Image.Image, int]:
+    """The image opened from its headers (nothing decoded) and its decoding cost, or :class:`ImageError`."""
     if not data:
         raise ImageError("invalid_image", "the file is empty")
+    jpeg = data.startswith(JPEG_SIGNATURE)
+    # Walked here first: Pillow walks a JPEG's markers and a PNG's chunks in Python.
+    scans, progressive = _jpeg_scans(data) if jpeg else (0, False)
+    if data.startswith(PNG_SIGNATURE):
+        _check_png_chunks(data)
     try:
         image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except UnidentifiedImageError:
@@ -65,22 +132,108 @@ def open_image(data: bytes, *, preprocess: PreprocessConfig = PreprocessConfig()
         raise _too_many_pixels() from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageError("invalid_image", f"the image data is corrupt ({error})") from None
-    if image.width * image.height > (MAX_PIXELS if image.format == "JPEG" else MAX_LOSSLESS_PIXELS):
-        raise _too_many_pixels(image.size, MAX_PIXELS if image.format == "JPEG" else MAX_LOSSLESS_PIXELS)
-    scans = data.count(SOS_MARKER) if image.format == "JPEG" else 0
-    if scans > MAX_JPEG_SCANS:
-        raise ImageError("too_complex", f"the JPEG has {scans} scans; at most {MAX_JPEG_SCANS} are decoded")
     if getattr(image, "n_frames", 1) > 1:
         raise ImageError("unsupported_format", "animated images are not supported; send a single photo")
-    if image.format == "JPEG":
-        # Let libjpeg decode at 1/2, 1/4 or 1/8 scale: a 12-megapixel photo costs a fraction.
-        image.draft("RGB", (preprocess.source_short_side, preprocess.source_short_side))
-    try:
-        image.load()
-        image = ImageOps.exif_transpose(image)
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise ImageError("invalid_image", f"the image data is corrupt or truncated ({error})") from None
-    return _to_rgb(image)
+    width, height = image.size
+    if not jpeg:
+        if width * height > MAX_LOSSLESS_PIXELS:
+            raise _too_many_pixels(image.size, MAX_LOSSLESS_PIXELS)
+        return image, width * height * LOSSLESS_PIXEL_SCANS
+    if width * height > MAX_PIXELS:
+        raise _too_many_pixels(image.size, MAX_PIXELS)
+    if (progressive or scans > 1) and width * height > MAX_MULTISCAN_JPEG_PIXELS:
+        raise ImageError(
+            "too_complex",
+            f"the progressive JPEG {width}×{height} has more than {MAX_MULTISCAN_JPEG_PIXELS:,} pixels; "
+            "save it as a baseline JPEG",
+        )
+    if width * height * scans > MAX_JPEG_PIXEL_SCANS:
+        raise ImageError(
+            "too_complex",
+            f"the JPEG {width}×{height} of {scans} scans is {width * height * scans:,} pixel-scans to decode; "
+            f"at most {MAX_JPEG_PIXEL_SCANS:,}",
+        )
+    return image, width * height * scans
+
+
+# Markers without a length: TEM, RST0–7 and SOI; and the start-of-frame markers of progressive JPEGs.
+JPEG_STANDALONE_MARKERS = frozenset([0x01, *range(0xD0, 0xD9)])
+JPEG_PROGRESSIVE_MARKERS = frozenset([0xC2, 0xC6, 0xCA, 0xCE])
+# Where a scan's entropy-coded data ends: a 0xFF that is neither stuffing (0xFF00) nor a restart marker.
+JPEG_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7]")
+
+
+def _jpeg_scans(data: bytes) -> tuple[int, bool]:
+    """Walk a JPEG's markers up to EOI without decoding anything: (scans, progressive).
+
+    Raises :class:`ImageError` (``too_complex``) for padding or junk between segments, or too many
+    segments, metadata segments or scans. A walk that runs out of data stops: a truncated file is
+    Pillow's to refuse.
+    """
+    scans = segments = metadata = padding = 0
+    progressive = False
+    position = 2  # after SOI
+    while position < len(data):
+        marker_at = data.find(b"\xff", position)
+        if marker_at < 0:
+            break
+        # Junk before the 0xFF, fill bytes after it; looked at no further than the allowance.
+        window = data[marker_at : marker_at + MAX_JPEG_PADDING_BYTES + 2]
+        fill = len(window) - len(window.lstrip(b"\xff")) - 1
+        padding += marker_at - position + fill
+        code_at = marker_at + fill + 1
+        code = data[code_at] if code_at < len(data) else None
+        if code == 0x00:  # a stuffed 0xFF outside a scan: junk too
+            padding += 2
+        if padding > MAX_JPEG_PADDING_BYTES:
+            raise ImageError(
+                "too_complex",
+                f"the JPEG has more than {MAX_JPEG_PADDING_BYTES} bytes of padding or junk between its segments",
+            )
+        if code is None or code == 0xD9:  # the data, or the image (EOI), ends
+            break
+        position = code_at + 1
+        if code == 0x00:
+            continue
+        segments += 1
+        if segments > MAX_JPEG_SEGMENTS:
+            raise ImageError("too_complex", f"the JPEG has more than {MAX_JPEG_SEGMENTS} marker segments")
+        if code in JPEG_STANDALONE_MARKERS:
+            continue
+        length = int.from_bytes(data[position : position + 2], "big")
+        if length < 2:
+            raise ImageError("invalid_image", f"the JPEG segment at byte {marker_at:,} has length {length}")
+        position += length
+        if 0xE0 <= code <= 0xEF or code == 0xFE:  # APPn, COM
+            metadata += 1
+            if metadata > MAX_JPEG_METADATA_SEGMENTS:
+                raise ImageError(
+                    "too_complex",
+                    f"the JPEG has more than {MAX_JPEG_METADATA_SEGMENTS} metadata and comment segments",
+                )
+        elif code in JPEG_PROGRESSIVE_MARKERS:
+            progressive = True
+        elif code == 0xDA:  # SOS: the scan's header, then its entropy-coded data up to the next marker
+            scans += 1
+            if scans > MAX_JPEG_SCANS:
+                raise ImageError("too_complex", f"the JPEG has more than {MAX_JPEG_SCANS} scans")
+            end = JPEG_SCAN_END.search(data, position)
+            if end is None:
+                break
+            position = end.start()
+    return scans, progressive
+
+
+def _check_png_chunks(data: bytes) -> None:
+    """Count a PNG's chunks from their headers, decompressing nothing; ``too_complex`` beyond the limit."""
+    chunks, position = 0, len(PNG_SIGNATURE)
+    while position + 8 <= len(data):
+        chunks += 1
+        if chunks > MAX_PNG_CHUNKS:
+            raise ImageError("too_complex", f"the PNG has more than {MAX_PNG_CHUNKS:,} chunks")
+        if data[position + 4 : position + 8] == b"IEND":
+            return
+        position += 12 + int.from_bytes(data[position : position + 4], "big")
 
 
 def _too_many_pixels(size: tuple[int, int] | None = None, limit: int = MAX_PIXELS) -> ImageError:

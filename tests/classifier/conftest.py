@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from django.core.files import temp as django_temp
 from PIL import Image
 
@@ -24,6 +25,25 @@ def temp_dir(settings, tmp_path, monkeypatch):
     # Django's upload files take NamedTemporaryFile from its own module, bound at import.
     monkeypatch.setattr(django_temp, "NamedTemporaryFile", _leaving_a_marker(django_temp.NamedTemporaryFile, tmp_path))
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def untrained_checkpoint(tmp_path_factory) -> Path:
+    """An untrained SimpleBNConv without a gate: a model that loads whatever the shipped one's state."""
+    from ml.checkpoint import save_checkpoint
+    from ml.model import SimpleBNConv
+    from ml.preprocessing import PreprocessConfig
+
+    path = tmp_path_factory.mktemp("model") / "untrained.pt"
+    torch.manual_seed(0)
+    save_checkpoint(path, model=SimpleBNConv(), preprocess=PreprocessConfig())
+    return path
+
+
+@pytest.fixture
+def untrained_model(settings, untrained_checkpoint) -> None:
+    """Serve the untrained model: for what the site does before the model answers (refusals, budgets, throttles)."""
+    settings.DERMAI_CHECKPOINT = untrained_checkpoint
 
 
 def _leaving_a_marker(create, directory):

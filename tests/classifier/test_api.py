@@ -1,14 +1,16 @@
 import base64
+import dataclasses
 import hashlib
 import io
 from http import HTTPStatus
 
 import pytest
+import torch
 from django.urls import reverse
 from PIL import Image
 
 from classifier.models import LesionClass
-from classifier.selectors import model_describe
+from classifier.selectors import model_describe, predictor_get
 from ml import CLASS_CODES, preprocessing
 from ml.negatives import non_lesion_images
 from tests.classifier.conftest import upload
@@ -230,3 +232,41 @@ def test_more_files_than_django_parses_get_the_json_error(client, url, settings)
 def test_non_lesion_images_are_out_of_scope(client, kind):
     data = next(d for k, d in non_lesion_images(per_kind=1, seed=3) if k == kind)
     _error(client.post(reverse("api-predictions"), {"image": upload(data, "x.png")}), 422, "out_of_scope")
+
+
+def test_a_refusal_says_why_and_what_to_do_in_the_visitors_language(client):
+    data = next(d for k, d in non_lesion_images(per_kind=1, seed=3) if k == "document")
+    response = client.post(reverse("api-predictions"), {"image": upload(data, "x.png")}, HTTP_ACCEPT_LANGUAGE="es")
+    error = response.json()["error"]
+    assert error["message"] == "DermAI no ha podido analizar esta foto."
+    assert "un solo color" in error["detail"] and "un rechazo no dice nada de la lesión" in error["detail"]
+
+
+def test_a_photo_the_gate_refuses_is_not_a_dermatoscopic_image_and_batches_say_so_per_file(
+    client, example_image, monkeypatch
+):
+    predictor, _ = predictor_get()
+    real = predictor.assess
+
+    def refuse_all(pixels):
+        return dataclasses.replace(real(pixels), out_of_scope=torch.ones(len(pixels), dtype=torch.bool))
+
+    monkeypatch.setattr(predictor, "assess", refuse_all)
+    single = client.post(reverse("api-predictions"), {"image": upload(example_image)})
+    assert single.status_code == HTTPStatus.UNPROCESSABLE_ENTITY
+    assert "does not look like a dermatoscopic image" in single.json()["error"]["detail"]
+    batch = client.post(reverse("api-batch"), {"images": [upload(example_image), upload(b"", "empty.jpg")]}).json()
+    refused, empty = batch["results"]
+    assert refused["error"]["code"] == "out_of_scope" and "show it to a doctor" in refused["error"]["detail"]
+    assert empty["error"]["code"] == "invalid_image" and "detail" not in empty["error"]
+
+
+def test_an_upload_is_decoded_once_for_the_guard_the_classifier_and_the_gate(client, example_image, monkeypatch):
+    from ml import predict
+
+    calls = []
+    real = predict.decode
+    monkeypatch.setattr(predict, "decode", lambda data, **kw: calls.append(len(data)) or real(data, **kw))
+    response = client.post(reverse("api-predictions"), {"image": upload(example_image)})
+    assert response.status_code == HTTPStatus.OK
+    assert calls == [len(example_image)]

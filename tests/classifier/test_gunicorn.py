@@ -3,6 +3,7 @@ master must start, load the model and answer predictions."""
 
 import ctypes
 import http.client
+import http.server
 import json
 import os
 import re
@@ -13,6 +14,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -197,6 +199,64 @@ def test_stalled_uploads_behind_nginx_do_not_hold_the_workers(nginx, example_ima
     finally:
         for connection in stalled:
             connection.close()
+
+
+@pytest.mark.parametrize("server_env", [{"WEB_CONCURRENCY": "1"}])
+def test_a_worker_timeout_under_the_api_is_answered_in_json(server):
+    base, process = server
+    [worker] = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    connection = _stalled_upload(base)  # the worker waits inside the view for the rest of the body
+    try:
+        time.sleep(1)
+        os.kill(int(worker), signal.SIGABRT)  # what gunicorn sends a worker past its timeout
+        connection.settimeout(10)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    finally:
+        connection.close()
+    head, body = answer.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 500 "), answer[:200]
+    assert b"Content-Type: application/json" in head
+    assert json.loads(body)["error"]["code"] == "server_error"  # not gunicorn's HTML page
+
+
+def test_nginx_retries_only_idempotent_requests(tmp_path):
+    if shutil.which("nginx") is None:
+        pytest.skip("nginx not found: `apt-get install nginx` to run the proxy test")
+    tries = []
+
+    class DyingWorker(http.server.BaseHTTPRequestHandler):
+        """An upstream whose worker dies with every request but the health check: no answer at all."""
+
+        def do_GET(self):
+            if self.path == "/healthz":
+                self.send_response(HTTPStatus.OK)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            tries.append("GET")
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            tries.append("POST")
+
+        def log_message(self, *args):
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), DyingWorker) as upstream:
+        threading.Thread(target=upstream.serve_forever, daemon=True).start()
+        port = free_port()
+        with proxy(f"127.0.0.1:{upstream.server_address[1]}", port, tmp_path):
+            status, _, body = fetch(f"http://127.0.0.1:{port}/api/v1/predictions/", "POST", body=b"x" * 1000)
+            # A POST is not sent to the next worker (which a hostile upload would kill too).
+            assert tries == ["POST"]
+            assert status == HTTPStatus.SERVICE_UNAVAILABLE
+            assert json.loads(body)["error"]["code"] == "model_unavailable"
+            tries.clear()
+            fetch(f"http://127.0.0.1:{port}/api/v1/classes/")
+            assert tries == ["GET", "GET"]  # a GET is tried once more
+        upstream.shutdown()
 
 
 def test_nginx_answers_an_oversized_api_upload_in_json(nginx):

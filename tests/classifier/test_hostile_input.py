@@ -11,8 +11,9 @@ from django.urls import reverse
 from PIL import Image
 
 from benchmarks.soak import zero_png
+from ml.preprocessing import decoding_cost
 from tests.classifier.conftest import upload
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, jpeg_claiming, jpeg_with, photo_jpeg, png_in_chunks
 
 LESION = EXAMPLES / "images" / "ISIC_0024306.jpg"
 
@@ -62,6 +63,18 @@ def _animated(fmt: str) -> bytes:
     return buffer.getvalue()
 
 
+def _flat_webp(size: tuple[int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (200, 120, 100)).save(buffer, format="WEBP", lossless=True)
+    return buffer.getvalue()
+
+
+def _tiny_jpeg() -> bytes:
+    buffer = io.BytesIO()
+    Image.open(LESION).convert("RGB").resize((10, 10)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
 def _one_pixel() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (1, 1), (200, 120, 100)).save(buffer, format="PNG")
@@ -107,10 +120,14 @@ def test_api_refuses_with_a_json_code(client, temp_dir, name):
 
 @pytest.mark.parametrize("name", sorted(REFUSED))
 def test_form_refuses_with_a_message(client, temp_dir, name):
-    data, _ = REFUSED[name]
+    data, code = REFUSED[name]
     response = client.post(reverse("home"), {"image": upload(data, f"{name}.jpg")})
-    assert response.status_code == HTTPStatus.BAD_REQUEST
-    assert 'role="alert"' in response.content.decode()
+    if code == "out_of_scope":  # read, then refused: a page that says why, not a form error
+        assert response.status_code == HTTPStatus.UNPROCESSABLE_ENTITY
+        assert "DermAI could not analyse this photo" in response.content.decode()
+    else:
+        assert response.status_code == HTTPStatus.BAD_REQUEST
+        assert 'role="alert"' in response.content.decode()
     assert list(temp_dir.iterdir()) == []
 
 
@@ -249,3 +266,55 @@ def test_a_server_error_under_the_api_is_json(client, monkeypatch):
     response = client.get(reverse("api-classes"))
     assert response.status_code == HTTPStatus.INTERNAL_SERVER_ERROR
     assert response.json()["error"]["code"] == "server_error"
+
+
+# Files inside every size limit that held a worker for seconds (issue 24): refused from their
+# headers, before the model or the decoder runs, with the untrained model standing in for the
+# shipped one (nothing here reaches a model).
+PROGRESSIVE = _lesion("RGB", "JPEG", progressive=True, quality=90)
+COSTLY = {
+    "jpeg-2-mb-of-padding": (jpeg_with(LESION.read_bytes(), b"\xff" * 2_000_000), "too_complex"),
+    "jpeg-5000-comments": (jpeg_with(LESION.read_bytes(), b"\xff\xfe\x00\x02" * 5000), "too_complex"),
+    "png-of-5000-chunks": (png_in_chunks(5000), "too_complex"),
+    "progressive-jpeg-4000x4000-of-20-scans": (jpeg_claiming(PROGRESSIVE, (4000, 4000), extra_scans=10), "too_complex"),
+    "lossless-webp-2049x2048": (_flat_webp((2049, 2048)), "too_many_pixels"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(COSTLY))
+def test_api_refuses_what_costs_too_much_to_decode(client, untrained_model, name):
+    data, code = COSTLY[name]
+    response = client.post(reverse("api-predictions"), {"image": upload(data, f"{name}.jpg")})
+    assert response.status_code == HTTPStatus.UNPROCESSABLE_ENTITY, response.content
+    assert response.json()["error"]["code"] == code
+
+
+@pytest.mark.parametrize("name", sorted(COSTLY))
+def test_form_refuses_what_costs_too_much_to_decode(client, untrained_model, name):
+    data, _ = COSTLY[name]
+    response = client.post(reverse("home"), {"image": upload(data, f"{name}.jpg")})
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert 'role="alert"' in response.content.decode()
+
+
+def test_an_ordinary_phone_photo_is_still_read(client, untrained_model):
+    response = client.post(reverse("api-predictions"), {"image": upload(photo_jpeg(), "phone.jpg")})
+    # Read and judged: the untrained model's answer, or the guard's refusal of a photo of no lesion.
+    assert response.status_code in (HTTPStatus.OK, HTTPStatus.UNPROCESSABLE_ENTITY), response.content
+    assert response.status_code == HTTPStatus.OK or response.json()["error"]["code"] == "out_of_scope"
+
+
+def test_a_batch_shares_one_decoding_budget(client, untrained_model, settings):
+    # Each 200×150 example costs 30,000 pixel-scans: the third does not fit, a 10×10 photo still does.
+    settings.DERMAI_MAX_BATCH_PIXEL_SCANS = 70_000
+    examples = sorted((EXAMPLES / "images").iterdir())[:3]
+    files = [upload(path.read_bytes(), path.name) for path in examples] + [upload(_tiny_jpeg(), "tiny.jpg")]
+    response = client.post(reverse("api-batch"), {"images": files})
+    assert response.status_code == HTTPStatus.OK, response.content
+    codes = [(item.get("error") or {}).get("code") for item in response.json()["results"]]
+    assert codes[2] == "batch_over_budget"
+    assert "batch_over_budget" not in codes[:2] + codes[3:]
+
+
+def test_the_batch_budget_holds_a_batch_of_twenty_phone_photos(settings):
+    assert settings.DERMAI_MAX_BATCH_FILES * decoding_cost(photo_jpeg()) <= settings.DERMAI_MAX_BATCH_PIXEL_SCANS

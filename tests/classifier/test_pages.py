@@ -225,11 +225,23 @@ def test_more_than_twenty_images_is_a_form_error(client, example_image):
     assert "at most 20 as a batch" in response.content.decode()
 
 
-def test_a_document_is_refused_with_a_clear_message(client):
+@pytest.mark.parametrize("language", ["en", "es"])
+def test_a_refused_photo_gets_a_page_that_is_not_a_verdict(client, language):
     data = next(d for k, d in non_lesion_images(per_kind=1) if k == "document")
-    response = client.post(reverse("home"), {"image": upload(data, "letter.png")})
-    assert response.status_code == HTTPStatus.BAD_REQUEST
-    assert "does not look like a dermatoscopic image" in response.content.decode()
+    response = client.post(reverse("home"), {"image": upload(data, "letter.png")}, HTTP_ACCEPT_LANGUAGE=language)
+    assert response.status_code == HTTPStatus.UNPROCESSABLE_ENTITY
+    html = response.content.decode()
+    error = response.context["error"]
+    assert error.code == "out_of_scope" and error.reason == "flat_colour"
+    texts = {
+        "en": ("DermAI could not analyse this photo", "one flat colour", "a refusal says nothing about the lesion"),
+        "es": ("DermAI no ha podido analizar esta foto", "un solo color", "un rechazo no dice nada de la lesión"),
+    }[language]
+    for text in texts:
+        assert text in html
+    assert 'src="data:image/png;base64,' in html  # the photo's thumbnail, from memory
+    assert 'id="guide"' in html  # what a dermatoscopic image is
+    assert "result-card" not in html and "risk" not in response.context
 
 
 def test_an_example_is_computed_once_per_model_then_served_from_the_cache(client, monkeypatch):

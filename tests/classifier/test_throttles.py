@@ -12,8 +12,11 @@ from django.test import RequestFactory
 from django.urls import reverse
 
 from classifier.throttles import AnonRateThrottle, client_address
+from tests.classifier.conftest import upload
+from tests.conftest import EXAMPLES
 
 BEHIND_NGINX = {"REMOTE_ADDR": "127.0.0.1"}  # every request reaches gunicorn from nginx
+LESION = EXAMPLES / "images" / "ISIC_0024306.jpg"
 
 
 @pytest.fixture
@@ -86,12 +89,44 @@ def test_a_throttle_window_counts_every_request_and_closes_after_its_length(clie
     assert client.get(reverse("api-classes")).status_code == HTTPStatus.OK
 
 
+def _batch(n: int) -> list:
+    return [upload(LESION.read_bytes(), f"{i}.jpg") for i in range(n)]
+
+
+@pytest.mark.django_db
+def test_a_batch_counts_each_of_its_files_against_the_rate(client, monkeypatch, untrained_model):
+    monkeypatch.setattr(AnonRateThrottle, "THROTTLE_RATES", {"anon": "5/minute"})
+    assert client.post(reverse("api-batch"), {"images": _batch(3)}).status_code == HTTPStatus.OK
+    refused = client.post(reverse("api-batch"), {"images": _batch(3)})  # files 4 to 6 of 5 a minute
+    assert refused.status_code == HTTPStatus.TOO_MANY_REQUESTS
+    assert refused.json()["error"]["code"] == "throttled"
+    assert int(refused["Retry-After"]) == 60
+
+
+@pytest.mark.django_db
+def test_a_batch_larger_than_the_rate_is_refused_at_once(client, monkeypatch, untrained_model):
+    monkeypatch.setattr(AnonRateThrottle, "THROTTLE_RATES", {"anon": "5/minute"})
+    assert client.post(reverse("api-batch"), {"images": _batch(6)}).status_code == HTTPStatus.TOO_MANY_REQUESTS
+
+
+@pytest.mark.django_db
+def test_the_upload_forms_batch_counts_each_file_too(client, monkeypatch, untrained_model):
+    monkeypatch.setattr(AnonRateThrottle, "THROTTLE_RATES", {"anon": "5/minute"})
+    assert client.post(reverse("home"), {"image": _batch(3)}).status_code == HTTPStatus.OK
+    refused = client.post(reverse("home"), {"image": _batch(3)})
+    assert refused.status_code == HTTPStatus.TOO_MANY_REQUESTS
+    assert "Too many images from your address" in refused.content.decode()
+    # The API shares the budget: one image more is one too many.
+    assert client.post(reverse("api-predictions"), {"image": _batch(1)[0]}).status_code == HTTPStatus.TOO_MANY_REQUESTS
+
+
 @pytest.mark.django_db
 def test_the_database_cache_increments_in_place_and_keeps_the_expiry():
     cache.add("counter", 1, 60)
     before = _expiry(cache.make_key("counter"))
     assert [cache.incr("counter") for _ in range(3)] == [2, 3, 4]
-    assert cache.get("counter") == 4
+    assert cache.incr("counter", 5) == 9  # a batch's files in one step
+    assert cache.get("counter") == 9
     assert _expiry(cache.make_key("counter")) == before  # Django's own incr would move it to the default
     with pytest.raises(ValueError, match="not found"):
         cache.incr("missing")

@@ -1,15 +1,23 @@
 """The out-of-distribution gate: its features, its fit, its threshold, and the refusal path."""
 
 import csv
+import io
+import random
 import shutil
+from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
+from PIL import Image
 
-from ml.checkpoint import load_checkpoint, record_evaluation
-from ml.data import load_pixels_and_sides
+from ml.augment import simulated_upload
+from ml.checkpoint import CheckpointError, load_checkpoint, record_evaluation, record_gate
+from ml.data import Sample, load_pixels_and_sides
 from ml.fit_gate import (
     _validation_sets,
+    balanced_draw,
     choose_threshold,
     fit_evidence,
     gate_fit_and_report,
@@ -17,23 +25,32 @@ from ml.fit_gate import (
     read_ood,
     split_groups,
 )
-from ml.gate import GateConfig, gate_features, image_statistics
+from ml.gate import Gate, GateConfig, gate_features, image_statistics
 from ml.model import fold_for_inference
 from ml.negatives import NOISE, non_lesion_images
 from ml.predict import Predictor
 from ml.predict import main as predict_main
+from ml.preprocessing import decode, prepare
 
 
 def test_gate_features_are_block_statistics_image_statistics_and_the_energy():
     logits = torch.tensor([[1.0, 2.0, 3.0]])
     blocks = [torch.arange(8.0).view(1, 2, 2, 2), torch.ones(1, 3, 2, 2)]
-    pixels = torch.full((1, 3, 12, 12), 100.0)
+    pixels = torch.full((1, 3, 48, 48), 100.0)
     features = gate_features(logits, blocks, pixels)
-    assert features.shape == (1, 3 * 2 + 3 * 3 + 16 + 1)
+    assert features.shape == (1, 3 * 2 + 3 * 3 + 14 + 1)
     assert features[0, :2].tolist() == [1.5, 5.5]  # channel means of the first block
     assert features[0, 4:6].tolist() == [3.0, 7.0]  # and their peaks
     assert features[0, -1] == pytest.approx(float(torch.logsumexp(logits, dim=1)))
-    assert torch.equal(features[0, -17:-1], image_statistics(pixels)[0])
+    assert torch.equal(features[0, -15:-1], image_statistics(pixels)[0])
+
+
+def test_image_statistics_do_not_read_sharpness():
+    torch.manual_seed(0)
+    sharp = torch.randint(0, 256, (1, 3, 64, 64)).float()
+    # Blurred within each 2×2 cell: the fine texture is gone, the half-resolution image is the same.
+    blurred = F.interpolate(F.avg_pool2d(sharp, 2), scale_factor=2, mode="nearest")
+    torch.testing.assert_close(image_statistics(sharp), image_statistics(blurred))
 
 
 def test_image_statistics_see_a_dark_round_border():
@@ -41,7 +58,7 @@ def test_image_statistics_see_a_dark_round_border():
     disc = ((yy - 30) ** 2 + (xx - 30) ** 2 < 28**2).float()
     dermatoscope = (disc * 180).expand(1, 3, 60, 60)  # lit disc, black corners
     photo = torch.full((1, 3, 60, 60), 180.0)
-    corner_to_centre = -3  # the corners' brightness against the centre's
+    corner_to_centre = -1  # the corners' brightness against the centre's
     assert image_statistics(dermatoscope)[0, corner_to_centre] < 0.1
     assert image_statistics(photo)[0, corner_to_centre] == pytest.approx(1.0)
 
@@ -94,10 +111,14 @@ def test_fit_gate_stores_a_gate_and_reports_every_set(gated):
     assert gate.threshold == report["threshold"]
     sets = {row["set"] for row in report["rows"]}
     assert {"HAM10000 validation (report)", "other-hospital validation (report)", "natural/noise"} <= sets
+    assert {"HAM10000 validation, as uploads (threshold)", "HAM10000 validation, as uploads (report)"} <= sets
     assert {f"generated/{kind}" for kind in NOISE} <= sets
     for row in report["rows"]:
         if row["set"].endswith("(threshold)"):
             assert row["refused_share"] <= report["max_refusal"]
+        if row["dermatoscopic"]:  # refusals per class, adding up to the row's
+            assert sum(c["refused"] for c in row["per_class"].values()) == row["refused"]
+            assert sum(c["images"] for c in row["per_class"].values()) == row["images"]
 
 
 def test_the_served_gate_scores_what_the_fit_scored(gated):
@@ -113,6 +134,16 @@ def test_the_served_gate_scores_what_the_fit_scored(gated):
     served = Predictor(checkpoint).assess(pixels)
     assert torch.allclose(served.gate_scores, expected, atol=1e-4)
     assert torch.equal(served.out_of_scope, served.gate_scores < loaded.gate.threshold)
+
+
+def test_a_gate_that_reads_other_features_is_refused_at_load_not_at_the_first_request(gated, tmp_path):
+    checkpoint, _, _ = gated
+    path = tmp_path / "stale.pt"
+    shutil.copy(checkpoint, path)
+    features = load_checkpoint(path).gate.gate.config.features
+    record_gate(path, gate=Gate(GateConfig(features=features + 2)), threshold=0.0, report={})
+    with pytest.raises(CheckpointError, match=f"reads {features + 2} features, this code computes {features}"):
+        Predictor(path)
 
 
 def test_the_gate_survives_recording_an_evaluation(gated, tmp_path):
@@ -131,10 +162,80 @@ def test_the_pixel_network_can_be_reused_for_another_classifier(gated, tmp_path)
     other = tmp_path / "other.pt"
     shutil.copy(checkpoint, other)
     gate_fit_and_report(
-        checkpoint=other, data=data, ood=tmp_path_ood(tmp_path), fit_positives=32, pixels_from=checkpoint
+        checkpoint=other,
+        data=data,
+        ood=tmp_path_ood(tmp_path),
+        fit_positives=32,
+        pixels_from=checkpoint,
+        generated=(2, 1),
     )
     reused, original = load_checkpoint(other).gate.gate.pixels, load_checkpoint(checkpoint).gate.gate.pixels
     assert all(torch.equal(a, b) for a, b in zip(reused.state_dict().values(), original.state_dict().values()))
+
+
+def test_an_evidence_only_gate_needs_no_second_network(gated, tmp_path, examples_dir):
+    checkpoint, data, _ = gated
+    other = tmp_path / "evidence-only.pt"
+    shutil.copy(checkpoint, other)
+    report = gate_fit_and_report(
+        checkpoint=other, data=data, ood=tmp_path_ood(tmp_path), fit_positives=32, pixel_network=False, generated=(2, 1)
+    )
+    predictor = Predictor(other)
+    assert predictor.gate.gate.pixels is None and report["fit"]["pixel_network"] is False
+    pixels = torch.stack([predictor.read(p.read_bytes()) for p in sorted((examples_dir / "images").iterdir())])
+    assessment = predictor.assess(pixels)
+    assert assessment.gate_scores.shape == (14,)
+    assert torch.equal(assessment.out_of_scope, assessment.gate_scores < predictor.gate.threshold)
+
+
+def test_fit_gate_reports_a_full_resolution_folder_at_every_resolution(gated, tmp_path, examples_dir):
+    checkpoint, data, _ = gated
+    folder = tmp_path / "fullres"
+    (folder / "images").mkdir(parents=True)
+    rows = ["image,isic2018_class"]
+    for path, code in (("ISIC_0024306", "NV"), ("ISIC_0024310", "MEL")):
+        upscaled = Image.open(examples_dir / "images" / f"{path}.jpg").resize((767, 576))
+        upscaled.save(folder / "images" / f"{path}.jpg", quality=95)
+        rows.append(f"{path},{code}")
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
+    other = tmp_path / "copy.pt"
+    shutil.copy(checkpoint, other)
+    report = gate_fit_and_report(
+        checkpoint=other,
+        data=data,
+        ood=tmp_path_ood(tmp_path),
+        fullres=folder,
+        fit_positives=32,
+        pixels_from=other,
+        generated=(2, 1),
+    )
+    fullres = [row for row in report["rows"] if row["set"].startswith("fullres, ")]
+    assert [row["set"] for row in fullres] == [
+        "fullres, native (report)",
+        "fullres, 600×450 (report)",
+        "fullres, 200×150 (report)",
+    ]
+    assert all(row["images"] == 2 and set(row["per_class"]) == {"MEL", "NV"} for row in fullres)
+    assert load_checkpoint(other).gate.report["rows"][-1]["set"] == "fullres, 200×150 (report)"
+
+
+def test_positives_are_drawn_with_every_class_alike():
+    labels = [0] * 90 + [1] * 9 + [2]
+    samples = [Sample(f"i{i}", None, label, Path("x.jpg")) for i, label in enumerate(labels)]
+    counts = Counter(sample.label for sample in balanced_draw(samples, count=3000, seed=0))
+    assert all(900 <= counts[c] <= 1100 for c in range(3))
+
+
+def test_a_simulated_upload_is_a_jpeg_of_another_size_that_the_site_reads(example_image):
+    rng = random.Random(0)
+    image = Image.open(io.BytesIO(example_image))
+    sizes = set()
+    for _ in range(8):
+        data = simulated_upload(image, rng)
+        assert data[:3] == b"\xff\xd8\xff"
+        sizes.add(Image.open(io.BytesIO(data)).size)
+        assert prepare(decode(data)).shape == (3, 224, 224)
+    assert len(sizes) == 8 and max(max(size) for size in sizes) > 400  # rescaled, up to a large export
 
 
 def tmp_path_ood(tmp_path):

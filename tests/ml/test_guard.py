@@ -1,7 +1,7 @@
 import pytest
 
 from ml.data import read_samples
-from ml.guard import check_in_scope, out_of_scope_reason
+from ml.guard import REASONS, check_in_scope, out_of_scope_reason
 from ml.negatives import GRAPHICS, non_lesion_images
 from ml.preprocessing import ImageError, decode
 from tests.conftest import image_bytes
@@ -24,7 +24,8 @@ def test_accepts_the_example_lesions(examples_dir):
 
 
 def test_refuses_a_tiny_image():
-    assert "too small" in out_of_scope_reason(decode(image_bytes(size=(40, 30))))
+    assert out_of_scope_reason(decode(image_bytes(size=(40, 30)))) == "too_small"
+    assert REASONS["too_small"] == "the image is too small to judge"
 
 
 def test_check_raises_the_out_of_scope_code():
@@ -32,3 +33,4 @@ def test_check_raises_the_out_of_scope_code():
     with pytest.raises(ImageError) as error:
         check_in_scope(decode(document))
     assert error.value.code == "out_of_scope"
+    assert error.value.reason in REASONS and REASONS[error.value.reason] in error.value.message

@@ -10,6 +10,7 @@ from ml.preprocessing import (
     ImageError,
     PreprocessConfig,
     decode,
+    decoding_cost,
     normalize,
     open_image,
     prepare,
@@ -18,7 +19,7 @@ from ml.preprocessing import (
     shades_of_gray,
     to_pixels,
 )
-from tests.conftest import image_bytes
+from tests.conftest import EXAMPLES, image_bytes, jpeg_claiming, jpeg_with, photo_jpeg, png_in_chunks
 
 
 def preprocess(data: bytes) -> torch.Tensor:
@@ -109,6 +110,68 @@ def test_too_many_pixels_is_refused_before_decoding(monkeypatch, fmt, limit):
         preprocess(image_bytes(size=(200, 150), fmt=fmt))
     assert error.value.code == "too_many_pixels"
     assert "200×150" in error.value.message
+
+
+def _flat(size: tuple[int, int], fmt: str, **save) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (200, 120, 100)).save(buffer, format=fmt, **save)
+    return buffer.getvalue()
+
+
+PROGRESSIVE = image_bytes(progressive=True)  # 200×150, 10 scans
+# Files inside every size limit that cost a worker seconds or hundreds of MB to decode (issue 24),
+# each refused from its headers: (bytes, what the message names).
+COSTLY = {
+    "jpeg-2-mb-of-padding": (jpeg_with(image_bytes(), b"\xff" * 2_000_000), "padding"),
+    "jpeg-padding-between-scans": (jpeg_with(PROGRESSIVE, b"\xff" * 2_000_000, before_scan=3), "padding"),
+    "jpeg-junk-between-segments": (jpeg_with(image_bytes(), b"\0" * 100_000), "junk"),
+    "jpeg-5000-comments": (jpeg_with(image_bytes(), b"\xff\xfe\x00\x02" * 5000), "32 metadata"),
+    "jpeg-300-tables": (jpeg_with(image_bytes(), b"\xff\xc4\x00\x02" * 300), "256 marker segments"),
+    "jpeg-4000x4000-of-20-scans": (jpeg_claiming(PROGRESSIVE, (4000, 4000), extra_scans=10), "256,000,000"),
+    "progressive-jpeg-5100x5000": (jpeg_claiming(PROGRESSIVE, (5100, 5000)), "5100×5000"),
+    "png-of-5000-chunks": (png_in_chunks(5000), "4,096 chunks"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(COSTLY))
+def test_what_would_cost_too_much_to_decode_is_refused_from_the_headers(name):
+    data, named = COSTLY[name]
+    with pytest.raises(ImageError) as error:
+        decoding_cost(data)
+    assert error.value.code == "too_complex"
+    assert named in error.value.message
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+def test_lossless_images_are_capped_at_2048_squared(fmt):
+    # The model sees 224×224: a bigger PNG or WebP costs time and memory for detail it never uses.
+    assert open_image(_flat((2048, 2048), fmt, lossless=True)).size == (2048, 2048)
+    with pytest.raises(ImageError) as error:
+        decoding_cost(_flat((2049, 2048), fmt, lossless=True))
+    assert error.value.code == "too_many_pixels"
+    assert "2049×2048" in error.value.message and "4,194,304" in error.value.message
+
+
+@pytest.mark.parametrize(
+    ("data", "cost"),
+    [
+        (photo_jpeg(), 4032 * 3024),  # a baseline phone photo: one scan
+        (photo_jpeg(progressive=True), 4032 * 3024 * 10),
+        (_flat((1000, 800), "PNG"), 1000 * 800 * preprocessing.LOSSLESS_PIXEL_SCANS),
+    ],
+    ids=["baseline-jpeg", "progressive-jpeg", "png"],
+)
+def test_ordinary_photos_are_read_and_their_cost_counted(data, cost):
+    assert decoding_cost(data) == cost
+    assert min(open_image(data).size) >= 150
+
+
+def test_the_committed_examples_and_tolerable_oddities_are_read():
+    for path in sorted((EXAMPLES / "images").iterdir()):
+        assert open_image(path.read_bytes()).size == (200, 150)
+    # A few fill bytes before a marker, and a few comments: the standard allows both.
+    assert open_image(jpeg_with(image_bytes(), b"\xff" * 60 + b"\xff\xfe\x00\x02" * 30)).size == (200, 150)
+    assert open_image(png_in_chunks(4000)).size == (100, 100)
 
 
 def test_shades_of_gray_removes_a_colour_cast():

@@ -1,6 +1,9 @@
 """The checkpoint shipped in ml/weights: loads safely and predicts the committed examples."""
 
+import io
+
 import torch
+from PIL import Image
 
 from ml import CLASS_CODES, SHIPPED_CHECKPOINT
 from ml.data import read_samples
@@ -47,3 +50,19 @@ def test_shipped_model_predicts_the_examples(examples_dir):
     assert len(set(probs.argmax(dim=1).tolist())) >= 3
     correct = sum(int(p.argmax()) == s.label for p, s in zip(probs, samples))
     assert correct >= 5
+
+
+def test_the_shipped_gate_decides_alike_at_every_size_a_lesion_is_uploaded(examples_dir):
+    """The same lesion as the dataset's small copy, a dermatoscope export and a large phone-adapter photo:
+    the gate reads the lesion, not the resolution (issue: full-resolution melanomas were refused)."""
+    predictor = Predictor(SHIPPED_CHECKPOINT)
+    for path in sorted((examples_dir / "images").iterdir()):
+        image = Image.open(path)
+        scores = []
+        for size in ((200, 150), (600, 450), (1600, 1200)):
+            buffer = io.BytesIO()
+            image.resize(size, Image.Resampling.LANCZOS).save(buffer, "JPEG", quality=92)
+            pixels = predictor.read(buffer.getvalue())
+            scores.append(float(predictor.assess(pixels.unsqueeze(0)).gate_scores[0]))
+        assert max(scores) - min(scores) < 1.0, (path.name, scores)  # scores are in validation standard deviations
+        assert len({score < predictor.gate.threshold for score in scores}) == 1, (path.name, scores)
