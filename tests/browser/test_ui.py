@@ -82,7 +82,10 @@ def test_a_photo_that_is_not_dermatoscopic_is_refused_with_a_guide(page: Page, t
     page.goto("/")
     page.get_by_label("Dermatoscopic image(s)").set_input_files(photo)
     page.get_by_role("button", name="Analyse image").click()
-    expect(page.get_by_role("alert")).to_contain_text("does not look like a dermatoscopic image")
+    expect(page.get_by_role("heading", level=1)).to_have_text("DermAI could not analyse this photo")
+    expect(page.locator(".refusal")).to_contain_text("one flat colour")
+    expect(page.locator(".refusal")).to_contain_text("a refusal says nothing about the lesion")
+    expect(page.get_by_alt_text("The photo you sent")).to_be_visible()
     expect(page.locator("#guide")).to_contain_text("What is a dermatoscopic image?")
     assert_no_horizontal_overflow(page)
     assert axe() == []
