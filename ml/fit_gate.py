@@ -25,7 +25,7 @@ from ml import CLASS_CODES, SHIPPED_CHECKPOINT
 from ml.augment import augment, random_resolution, simulated_upload
 from ml.checkpoint import load_checkpoint, record_gate
 from ml.data import DataError, Sample, load_pixels_and_sides, read_sources, split_by_lesion, split_sources
-from ml.fullres import RESOLUTIONS, assess_files, read_folder, resized_jpeg
+from ml.fullres import by_resolution
 from ml.gate import EvidenceNet, Gate, GateConfig, PixelNet, gate_features
 from ml.model import fold_for_inference, forward_with_features
 from ml.negatives import KINDS, non_lesion_images
@@ -337,14 +337,11 @@ def gate_fit_and_report(
 
 def fullres_rows(predictor: Predictor, folder: Path) -> list[dict[str, Any]]:
     """Report rows for a folder of full-resolution lesions (:mod:`ml.fullres`), at every resolution."""
-    items = read_folder(folder)
-    labels = torch.tensor([item.label for item in items])
-    originals = [item.path.read_bytes() for item in items]
-    rows = []
-    for resolution, box in RESOLUTIONS:
-        refused, _ = assess_files(predictor, [resized_jpeg(data, box) for data in originals])
-        rows.append(_refusals(f"{folder.name}, {resolution} (report)", refused, labels=labels))
-    return rows
+    labels, results = by_resolution(predictor, folder)
+    return [
+        _refusals(f"{folder.name}, {resolution} (report)", refused, labels=labels)
+        for resolution, (refused, _) in results.items()
+    ]
 
 
 @torch.no_grad()

@@ -88,17 +88,24 @@ def assess_files(predictor: Predictor, files: list[bytes]) -> tuple[torch.Tensor
     return torch.tensor(refused), torch.tensor(risks)
 
 
+def by_resolution(
+    predictor: Predictor, data: Path
+) -> tuple[torch.Tensor, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    """The folder's labels, and (refused, risk) of its images at every resolution of :data:`RESOLUTIONS`."""
+    items = read_folder(data)
+    originals = [item.path.read_bytes() for item in items]
+    results = {name: assess_files(predictor, [resized_jpeg(d, box) for d in originals]) for name, box in RESOLUTIONS}
+    return torch.tensor([item.label for item in items]), results
+
+
 def fullres_report(*, checkpoint: Path, data: Path) -> dict[str, Any]:
     """Refusals per class and resolution, and melanoma-vs-nevus figures of the risk, for one folder."""
     predictor = Predictor(checkpoint)
     policy, _ = recorded_policy(predictor.meta)
-    items = read_folder(data)
-    labels = torch.tensor([item.label for item in items])
-    originals = [item.path.read_bytes() for item in items]
+    labels, results = by_resolution(predictor, data)
     mel, nv = labels == CLASS_CODES.index("MEL"), labels == CLASS_CODES.index("NV")
     rows = []
-    for name, box in RESOLUTIONS:
-        refused, risks = assess_files(predictor, [resized_jpeg(d, box) for d in originals])
+    for name, (refused, risks) in results.items():
         per_class = {
             code: {"images": int((labels == c).sum()), "refused": int(refused[labels == c].sum())}
             for c, code in enumerate(CLASS_CODES)
@@ -109,7 +116,7 @@ def fullres_report(*, checkpoint: Path, data: Path) -> dict[str, Any]:
         rows.append(
             {
                 "resolution": name,
-                "images": len(items),
+                "images": len(labels),
                 "refused": int(refused.sum()),
                 "per_class": per_class,
                 "melanoma_vs_nevus_auc": auc,

@@ -37,7 +37,7 @@ def photo_jpeg(size: tuple[int, int] = (4032, 3024), **save) -> bytes:
     return buffer.getvalue()
 
 
-# Hostile files that stay inside every size limit and cost a worker seconds to read (issue 24).
+# Hostile files that stay inside every size limit and cost a worker seconds to read.
 
 
 def jpeg_with(data: bytes, extra: bytes, *, before_scan: int = 0) -> bytes:

@@ -268,7 +268,7 @@ def test_a_server_error_under_the_api_is_json(client, monkeypatch):
     assert response.json()["error"]["code"] == "server_error"
 
 
-# Files inside every size limit that held a worker for seconds (issue 24): refused from their
+# Files inside every size limit that held a worker for seconds: refused from their
 # headers, before the model or the decoder runs, with the untrained model standing in for the
 # shipped one (nothing here reaches a model).
 PROGRESSIVE = _lesion("RGB", "JPEG", progressive=True, quality=90)

@@ -119,7 +119,7 @@ def _flat(size: tuple[int, int], fmt: str, **save) -> bytes:
 
 
 PROGRESSIVE = image_bytes(progressive=True)  # 200×150, 10 scans
-# Files inside every size limit that cost a worker seconds or hundreds of MB to decode (issue 24),
+# Files inside every size limit that cost a worker seconds or hundreds of MB to decode,
 # each refused from its headers: (bytes, what the message names).
 COSTLY = {
     "jpeg-2-mb-of-padding": (jpeg_with(image_bytes(), b"\xff" * 2_000_000), "padding"),

@@ -54,7 +54,7 @@ def test_shipped_model_predicts_the_examples(examples_dir):
 
 def test_the_shipped_gate_decides_alike_at_every_size_a_lesion_is_uploaded(examples_dir):
     """The same lesion as the dataset's small copy, a dermatoscope export and a large phone-adapter photo:
-    the gate reads the lesion, not the resolution (issue: full-resolution melanomas were refused)."""
+    the gate reads the lesion, not the resolution (full-resolution melanomas were refused before)."""
     predictor = Predictor(SHIPPED_CHECKPOINT)
     for path in sorted((examples_dir / "images").iterdir()):
         image = Image.open(path)
