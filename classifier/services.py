@@ -33,7 +33,6 @@ from classifier.uploads import max_file_bytes
 from ml import CLASS_CODES
 from ml.predict import Predictor, Upload
 from ml.preprocessing import ImageError, decoding_cost, resize
-from ml.triage import risk
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +167,7 @@ def _result(
     top = max(probabilities, key=lambda p: p.probability)
     triage = triage_get()
     policy, measured = triage["policy"], triage["measured"]
-    grouped = float(risk(torch.tensor([probs]))[0])
+    decisions = policy.decide(torch.tensor([probs]))
     return PredictionResult(
         model=info,
         prediction=top,
@@ -176,13 +175,13 @@ def _result(
         uncertain=top.probability < settings.DERMAI_UNCERTAIN_BELOW,
         elapsed_ms=round(elapsed_ms, 1),
         risk=Risk(
-            probability=grouped,
-            refer=grouped >= policy.refer_at,
+            probability=float(decisions.risk[0]),
+            refer=bool(decisions.refer[0]),
             threshold=policy.refer_at,
             sensitivity=measured.get("sensitivity"),
             specificity=measured.get("specificity"),
         ),
-        inconclusive=top.probability < policy.inconclusive_below,
+        inconclusive=bool(decisions.inconclusive[0]),
         **images,
     )
 

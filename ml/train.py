@@ -2,10 +2,12 @@
 
 import argparse
 import dataclasses
+import functools
 import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,18 +74,28 @@ def rank_share(order: torch.Tensor, *, rank: int, world_size: int) -> torch.Tens
     return order[rank * share : (rank + 1) * share]
 
 
-def learning_rate(step: int, *, total_steps: int, warmup_steps: int, base_lr: float) -> float:
-    """Linear warm-up, then cosine decay to zero."""
+def learning_rate_factor(step: int, *, total_steps: int, warmup_steps: int) -> float:
+    """The share of the base learning rate at ``step``: linear warm-up, then cosine decay to zero."""
     if step < warmup_steps:
-        return base_lr * (step + 1) / warmup_steps
+        return (step + 1) / warmup_steps
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return base_lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def learning_rate_schedule(
+    optimizer: torch.optim.Optimizer, *, total_steps: int, warmup_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """The per-step schedule of :func:`learning_rate_factor`; its state resumes with the run's."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, functools.partial(learning_rate_factor, total_steps=total_steps, warmup_steps=warmup_steps)
+    )
 
 
 def train_one_epoch(
     model: torch.nn.Module,
     ema: AveragedModel,
     optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
     pixels: torch.Tensor,
     labels: torch.Tensor,
     *,
@@ -94,7 +106,6 @@ def train_one_epoch(
     preprocess: PreprocessConfig,
     epoch: int,
     step: int,
-    total_steps: int,
     rank: int = 0,
     world_size: int = 1,
     teacher: torch.nn.Module | None = None,
@@ -111,13 +122,9 @@ def train_one_epoch(
     order = torch.multinomial(sample_weights, draws, replacement=True, generator=generator)
     order = rank_share(order, rank=rank, world_size=world_size).to(device)
     batches = order.split(config.batch_size)
-    warmup_steps = config.warmup_epochs * len(batches)
     total_loss = torch.zeros((), device=device)  # summed on the device: no wait for the GPU each step
     bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False, disable=rank != 0)
     for i, index in enumerate(bar):
-        lr = learning_rate(step, total_steps=total_steps, warmup_steps=warmup_steps, base_lr=config.lr)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
         x = pixels[index].float()  # pixels and labels are on the device
         if config.resolution_low:
             x = random_resolution(x, short_sides[index], low=config.resolution_low)
@@ -139,11 +146,12 @@ def train_one_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        schedule.step()
         ema.update_parameters(model)
         step += 1
         total_loss += loss.detach()
         if rank == 0 and i % 25 == 0:  # reading the loss waits for the GPU: not every step
-            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}")
+            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{schedule.get_last_lr()[0]:.2e}")
     return total_loss.item() / len(batches), step
 
 
@@ -342,6 +350,11 @@ def train(
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
     )
+    draws = config.epoch_size or len(train_pixels)
+    steps_per_epoch = math.ceil(draws // world_size / config.batch_size)
+    schedule = learning_rate_schedule(
+        optimizer, total_steps=config.epochs * steps_per_epoch, warmup_steps=config.warmup_epochs * steps_per_epoch
+    )
     state_path = out.with_suffix(".state.pt")
     state_path.parent.mkdir(parents=True, exist_ok=True)
     start_epoch, step, best, history = 0, 0, {"score": -1.0}, []
@@ -362,6 +375,13 @@ def train(
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, step, best, history = state["epoch"], state["step"], state["best"], state["history"]
+        if "schedule" in state:
+            schedule.load_state_dict(state["schedule"])
+        else:  # states written before the schedule was stored: it is a function of the step
+            schedule.last_epoch = step - 1
+            with warnings.catch_warnings():  # "step() before optimizer.step()": the optimizer has stepped
+                warnings.simplefilter("ignore", UserWarning)
+                schedule.step()
         best.setdefault("score", best["balanced_accuracy"])  # states written before the score was stored
         # States written before the best weights were kept in them had them in `out`.
         best_weights = state.get("best_weights") or load_checkpoint(out).model.state_dict()
@@ -382,14 +402,13 @@ def train(
         "world_size": world_size,
         "device": device.type,
     }
-    draws = config.epoch_size or len(train_pixels)
-    total_steps = config.epochs * math.ceil(draws // world_size / config.batch_size)
     for epoch in range(start_epoch, config.epochs):
         started = time.monotonic()
         loss, step = train_one_epoch(
             trained,
             ema,
             optimizer,
+            schedule,
             train_pixels,
             train_labels,
             sample_weights=d.sample_weights,
@@ -399,7 +418,6 @@ def train(
             preprocess=preprocess,
             epoch=epoch,
             step=step,
-            total_steps=total_steps,
             rank=rank,
             world_size=world_size,
             teacher=teacher_model,
@@ -446,6 +464,7 @@ def train(
             "model": model.state_dict(),
             "ema": ema.state_dict(),
             "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
             "epoch": epoch + 1,
             "step": step,
             "best": best,

@@ -20,12 +20,33 @@ TARGET_SELECTIVE_ACCURACY = 0.70
 
 
 @dataclass(frozen=True)
+class Decisions:
+    """What a :class:`TriagePolicy` decides for each row of an N×7 probability tensor."""
+
+    risk: torch.Tensor  # N grouped risks, P(MEL) + P(BCC) + P(AKIEC)
+    refer: torch.Tensor  # N booleans: show a dermatologist
+    inconclusive: torch.Tensor  # N booleans: no class stands out enough to name one
+
+
+@dataclass(frozen=True)
 class TriagePolicy:
     """Refer when the grouped risk is at least ``refer_at``; inconclusive when the top probability is
-    below ``inconclusive_below``. Stored in the checkpoint by ``python -m ml.evaluate --record``."""
+    below ``inconclusive_below``. Stored in the checkpoint by ``python -m ml.evaluate --record``.
+
+    :meth:`decide` is the one rule: the evaluator measures it and the site serves it.
+    """
 
     refer_at: float
     inconclusive_below: float
+
+    def decide(self, probabilities: torch.Tensor) -> Decisions:
+        """The policy's decisions for calibrated N×7 probabilities (``CLASS_CODES`` order)."""
+        grouped = risk(probabilities)
+        return Decisions(
+            risk=grouped,
+            refer=grouped >= self.refer_at,
+            inconclusive=probabilities.max(dim=1).values < self.inconclusive_below,
+        )
 
 
 # Until a checkpoint's own policy is measured: refer at a low risk, call most answers inconclusive.
@@ -97,11 +118,10 @@ def strictest(policies: list[TriagePolicy]) -> TriagePolicy:
 
 def measure_policy(probabilities: torch.Tensor, labels: torch.Tensor, policy: TriagePolicy) -> dict[str, Any]:
     """What the policy does on labelled images: referral sensitivity/specificity, answered share and accuracy."""
-    referred = risk(probabilities) >= policy.refer_at
+    decisions = policy.decide(probabilities)
+    referred, answered = decisions.refer, ~decisions.inconclusive
     malignant = is_malignant(labels)
-    top, predicted = probabilities.max(dim=1)
-    answered = top >= policy.inconclusive_below
-    correct = predicted == labels
+    correct = probabilities.argmax(dim=1) == labels
     return {
         **asdict(policy),
         "images": len(labels),

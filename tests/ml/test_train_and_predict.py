@@ -17,7 +17,7 @@ from ml.model import fold_for_inference
 from ml.predict import Predictor
 from ml.predict import main as predict_main
 from ml.preprocessing import PreprocessConfig
-from ml.train import TrainConfig, rank_share, train
+from ml.train import TrainConfig, learning_rate_schedule, rank_share, train
 
 
 def test_training_writes_a_checkpoint_that_loads_safely(trained_checkpoint):
@@ -32,10 +32,14 @@ def test_training_writes_a_checkpoint_that_loads_safely(trained_checkpoint):
     assert trained_checkpoint.with_suffix(".state.pt").exists()
 
 
-def test_resume_continues_after_the_last_epoch(trained_checkpoint, examples_dir, tmp_path):
+@pytest.mark.parametrize("stored_schedule", [True, False], ids=["schedule", "state-before-the-schedule-was-stored"])
+def test_resume_continues_after_the_last_epoch(trained_checkpoint, examples_dir, tmp_path, stored_schedule):
     out = tmp_path / "tiny.pt"
     shutil.copy(trained_checkpoint, out)
-    shutil.copy(trained_checkpoint.with_suffix(".state.pt"), out.with_suffix(".state.pt"))
+    state = torch.load(trained_checkpoint.with_suffix(".state.pt"), map_location="cpu", weights_only=True)
+    if not stored_schedule:
+        del state["schedule"]
+    torch.save(state, out.with_suffix(".state.pt"))
     before = torch.load(out, map_location="cpu", weights_only=True)["metrics"]["history"]
     train(data=examples_dir, out=out, config=TrainConfig(epochs=3, batch_size=4, seed=0), resume=True)
     history = torch.load(out, map_location="cpu", weights_only=True)["metrics"]["history"]
@@ -55,6 +59,35 @@ def test_init_starts_from_the_given_weights(trained_checkpoint, examples_dir, tm
     for name, value in restarted["state_dict"].items():
         if "running" not in name and "num_batches" not in name:
             torch.testing.assert_close(value, start[name], msg=name)
+
+
+def _rates(optimizer, schedule, steps):
+    rates = []
+    for _ in range(steps):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    return rates
+
+
+def test_the_learning_rate_warms_up_decays_to_zero_and_resumes_from_its_state():
+    def fresh():
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        return optimizer, learning_rate_schedule(optimizer, total_steps=10, warmup_steps=2)
+
+    optimizer, schedule = fresh()
+    rates = _rates(optimizer, schedule, 10)
+    assert rates[:3] == pytest.approx([0.05, 0.1, 0.1])
+    assert all(a > b for a, b in zip(rates[2:], rates[3:])) and 0 < rates[-1] < 0.01
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0)
+
+    optimizer, schedule = fresh()
+    _rates(optimizer, schedule, 4)
+    states = optimizer.state_dict(), schedule.state_dict()
+    optimizer, schedule = fresh()
+    optimizer.load_state_dict(states[0])  # as train() resumes: the optimizer, then its schedule
+    schedule.load_state_dict(states[1])
+    assert _rates(optimizer, schedule, 6) == pytest.approx(rates[4:])
 
 
 @pytest.mark.parametrize("world_size", [1, 2, 3, 8])

@@ -52,6 +52,14 @@ def test_inconclusive_threshold_is_the_lowest_reaching_the_selective_accuracy():
     assert inconclusive_threshold(probs, labels, selective_accuracy=1.01) == 1.0  # never reached
 
 
+def test_decide_refers_at_the_threshold_and_calls_flat_answers_inconclusive():
+    probs = _probs([{MEL: 0.8}, {NV: 0.9}, {NV: 0.5, MEL: 0.35}])
+    decisions = TriagePolicy(refer_at=0.4, inconclusive_below=0.6).decide(probs)
+    assert decisions.refer.tolist() == [True, False, True]
+    assert decisions.inconclusive.tolist() == [False, False, True]
+    assert torch.allclose(decisions.risk, risk(probs))
+
+
 def test_measure_policy_reports_what_the_policy_does():
     probs = _probs([{MEL: 0.8}, {MEL: 0.3, NV: 0.4}, {NV: 0.9}, {NV: 0.5, MEL: 0.35}])
     labels = torch.tensor([MEL, MEL, NV, NV])
