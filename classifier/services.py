@@ -223,6 +223,7 @@ def predictions_create(*, images: list[ImageUpload], thumbnails: bool = False) -
     The files share one decoding budget (``DERMAI_MAX_BATCH_PIXEL_SCANS``), spent in upload order and
     read from their headers before anything is decoded: a file that would take the batch past it is
     not decoded and becomes a ``batch_over_budget`` item error; later, cheaper files may still fit.
+    Once decoding has taken ``DERMAI_BATCH_DEADLINE_SECONDS``, no further file is decoded either.
     """
     if not images:
         raise PredictionError("missing_file")
@@ -237,6 +238,10 @@ def predictions_create(*, images: list[ImageUpload], thumbnails: bool = False) -
         cost = _cost(image)
         if spent + cost > settings.DERMAI_MAX_BATCH_PIXEL_SCANS:
             logger.info("refused an upload: batch_over_budget (%d pixel-scans after %d)", cost, spent)
+            errors[index] = PredictionError("batch_over_budget")
+            continue
+        if time.perf_counter() - started > settings.DERMAI_BATCH_DEADLINE_SECONDS:
+            logger.info("refused an upload: batch_over_budget (decoding past its deadline)")
             errors[index] = PredictionError("batch_over_budget")
             continue
         spent += cost

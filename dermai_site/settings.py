@@ -179,6 +179,9 @@ DERMAI_MAX_BATCH_FILES = env.int("DERMAI_MAX_BATCH_FILES", default=20)
 # What a batch's files may cost to decode together, in pixel-scans (ml.preprocessing.decoding_cost):
 # about a second of decoding on a 2-core server, twenty 12-megapixel photos four times over.
 DERMAI_MAX_BATCH_PIXEL_SCANS = env.int("DERMAI_MAX_BATCH_PIXEL_SCANS", default=1_000_000_000)
+# Past this many seconds of decoding, a batch's remaining files are not decoded (`batch_over_budget`):
+# a slower machine than the budget's still answers well inside gunicorn's 30 s worker timeout.
+DERMAI_BATCH_DEADLINE_SECONDS = env.float("DERMAI_BATCH_DEADLINE_SECONDS", default=8.0)
 DERMAI_MAX_REQUEST_MB = env.float("DERMAI_MAX_REQUEST_MB", default=64)  # a whole request, batches included
 FILE_UPLOAD_HANDLERS = ["classifier.uploads.MemoryOnlyUploadHandler"]
 

@@ -2,6 +2,7 @@
 
 import io
 import struct
+import time
 import zlib
 from http import HTTPStatus
 
@@ -11,6 +12,7 @@ from django.urls import reverse
 from PIL import Image
 
 from benchmarks.soak import zero_png
+from classifier import services
 from ml.preprocessing import decoding_cost
 from tests.classifier.conftest import upload
 from tests.conftest import EXAMPLES, jpeg_claiming, jpeg_with, photo_jpeg, png_in_chunks
@@ -314,6 +316,24 @@ def test_a_batch_shares_one_decoding_budget(client, untrained_model, settings):
     codes = [(item.get("error") or {}).get("code") for item in response.json()["results"]]
     assert codes[2] == "batch_over_budget"
     assert "batch_over_budget" not in codes[:2] + codes[3:]
+
+
+def test_a_batch_stops_decoding_at_its_deadline(client, untrained_model, settings, monkeypatch):
+    # Each file "takes" 0.2 s to decode; past the 0.1 s deadline the rest are refused, in a 200 answer.
+    settings.DERMAI_BATCH_DEADLINE_SECONDS = 0.1
+    read = services._read
+
+    def slow_read(*args, **kwargs):
+        time.sleep(0.2)
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(services, "_read", slow_read)
+    examples = sorted((EXAMPLES / "images").iterdir())[:3]
+    response = client.post(reverse("api-batch"), {"images": [upload(p.read_bytes(), p.name) for p in examples]})
+    assert response.status_code == HTTPStatus.OK, response.content
+    codes = [(item.get("error") or {}).get("code") for item in response.json()["results"]]
+    assert codes[0] != "batch_over_budget"
+    assert codes[1:] == ["batch_over_budget", "batch_over_budget"]
 
 
 def test_the_batch_budget_holds_a_batch_of_twenty_phone_photos(settings):
