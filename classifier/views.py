@@ -3,11 +3,11 @@
 import base64
 import io
 from http import HTTPStatus
-from pathlib import Path
 
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_safe
@@ -26,17 +26,21 @@ from classifier.selectors import (
 from classifier.services import BatchItem, ImageUpload, example_prediction_create, prediction_create, predictions_create
 from classifier.throttles import AnonRateThrottle
 from classifier.uploads import too_large_message
-from ml.isic_csv import IsicCsvWriter
+from ml.isic_csv import IsicCsvWriter, image_ids
 
 BATCH_CSV_EXTRA = ("prediction", "category", "risk", "refer", "inconclusive", "error", "model_version")
 
 
-def batch_csv(items: list[BatchItem], *, model_version: str) -> str:
-    """The ISIC 2018 columns for every file, then the triage and, for a file that failed, its error code."""
+def batch_csv(items: list[BatchItem], *, model_version: str, delimiter: str = ",", decimal: str = ".") -> str:
+    """The ISIC 2018 columns for every file, then the triage and, for a file that failed, its error code.
+
+    ``delimiter=";"`` and ``decimal=","`` give the file that a spreadsheet in a decimal-comma locale
+    (Excel in Spanish) splits into columns; the default is the ISIC file, commas and decimal points.
+    """
     buffer = io.StringIO()
-    writer = IsicCsvWriter(buffer, extra=BATCH_CSV_EXTRA)
-    for item in items:
-        image, result = Path(item.name).stem, item.result
+    writer = IsicCsvWriter(buffer, extra=BATCH_CSV_EXTRA, delimiter=delimiter, decimal=decimal)
+    for item, image in zip(items, image_ids([item.name for item in items])):
+        result = item.result
         if result is None:
             writer.row(image, None, "", "", "", "", "", item.error.code, model_version)
             continue
@@ -45,13 +49,36 @@ def batch_csv(items: list[BatchItem], *, model_version: str) -> str:
             [p.probability for p in result.probabilities],
             result.prediction.code,
             result.prediction.category,
-            f"{result.risk.probability:.6f}",
+            result.risk.probability,
             int(result.risk.refer),
             int(result.inconclusive),
             "",
             model_version,
         )
     return buffer.getvalue()
+
+
+def csv_data_uri(text: str) -> str:
+    """A download link's ``href`` for ``text``: UTF-8 with a byte-order mark, which Excel needs to read "María"."""
+    return "data:text/csv;charset=utf-8;base64," + base64.b64encode(text.encode("utf-8-sig")).decode("ascii")
+
+
+def batch_summary(items: list[BatchItem]) -> str:
+    """The cards counted in one line, from their triage and refusals: "3 to show a dermatologist, 2 not analysed"."""
+    results = [item.result for item in items]
+    refer = sum(1 for result in results if result and result.risk.refer)
+    few_signs = sum(1 for result in results if result and not result.risk.refer)
+    failed = results.count(None)
+    parts = []
+    if refer:
+        parts.append(ngettext("%(n)d to show a dermatologist", "%(n)d to show a dermatologist", refer) % {"n": refer})
+    if few_signs:
+        parts.append(
+            ngettext("%(n)d with few warning signs", "%(n)d with few warning signs", few_signs) % {"n": few_signs}
+        )
+    if failed:
+        parts.append(ngettext("%(n)d not analysed", "%(n)d not analysed", failed) % {"n": failed})
+    return ", ".join(parts)
 
 
 def by_risk(items: list[BatchItem]) -> list[BatchItem]:
@@ -114,10 +141,15 @@ def home(request: HttpRequest) -> HttpResponse:
         # A form error is the visitor's to fix (400), unless the upload was too large or the model is down.
         status = error.status if error.code in ("too_large", "model_unavailable") else HTTPStatus.BAD_REQUEST
         return render_home(request, form, status=status)
-    csv_text = batch_csv(items, model_version=model_info_get().version)
-    csv_data_uri = "data:text/csv;base64," + base64.b64encode(csv_text.encode()).decode("ascii")
+    version = model_info_get().version
     refused = any(item.error and item.error.code == "out_of_scope" for item in items)  # then the page explains why
-    context = {"items": by_risk(items), "csv_data_uri": csv_data_uri, "refused": refused}
+    context = {
+        "items": by_risk(items),
+        "summary": batch_summary(items),
+        "csv_data_uri": csv_data_uri(batch_csv(items, model_version=version)),
+        "csv_semicolon_data_uri": csv_data_uri(batch_csv(items, model_version=version, delimiter=";", decimal=",")),
+        "refused": refused,
+    }
     return render(request, "classifier/batch.html", context)
 
 

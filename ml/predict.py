@@ -13,10 +13,10 @@ from ml import CLASS_CODES, SHIPPED_CHECKPOINT
 from ml.augment import dihedral
 from ml.checkpoint import CheckpointError, load_checkpoint
 from ml.data import image_files
-from ml.explain import grad_cam, overlay
+from ml.explain import Explanation, explain
 from ml.gate import gate_features
 from ml.guard import out_of_scope_error, out_of_scope_reason
-from ml.isic_csv import IsicCsvWriter
+from ml.isic_csv import IsicCsvWriter, image_ids
 from ml.model import SimpleBNConv, fold_for_inference, forward_with_features
 from ml.preprocessing import ImageError, PreprocessConfig, decode, normalize, prepare, reduce_to_source
 
@@ -112,10 +112,11 @@ class Predictor:
         height, width = pixels.shape[-2:]
         return Upload(prepare(pixels, preprocess=self.preprocess), (height, width), out_of_scope_reason(pixels))
 
-    def explain(self, pixels: torch.Tensor, *, target: int) -> torch.Tensor:
-        """A Grad-CAM overlay (3×H×W uint8) of where prepared ``pixels`` support class ``target``."""
+    def explain(self, pixels: torch.Tensor, *, target: int) -> Explanation:
+        """Grad-CAM of where prepared ``pixels`` support class ``target``: its overlay (3×H×W uint8)
+        and whether its heat lies mostly off the image's centre."""
         inputs = normalize(pixels, preprocess=self.preprocess).unsqueeze(0)
-        return overlay(pixels, grad_cam(self.model, inputs, target=target))
+        return explain(self.model, inputs, pixels, target=target)
 
     def probabilities(self, pixels: torch.Tensor, *, tta: bool = False) -> torch.Tensor:
         """N×7 calibrated probabilities for prepared pixels, in one batched forward pass."""
@@ -167,13 +168,14 @@ def predict_to_csv(
         raise ValueError(f"unknown out_of_scope mode {out_of_scope!r}; expected one of {OUT_OF_SCOPE_MODES}")
     predictor = Predictor(checkpoint)
     files = find_images(paths)
+    ids = image_ids([path.name for path in files])  # a.jpg and a.png are two rows
     gated = out_of_scope != "keep"
     written = skipped = 0
     with open(out, "w", newline="") as f:
         writer = IsicCsvWriter(f, extra=["out_of_scope"] if out_of_scope == "mark" else [])
         for start in tqdm(range(0, len(files), batch_size), desc="predicting", unit="batch"):
             names, pixels, refused = [], [], []
-            for path in files[start : start + batch_size]:
+            for path, image_id in zip(files[start : start + batch_size], ids[start : start + batch_size]):
                 try:
                     image, is_refused = _read(predictor, path.read_bytes(), mode=out_of_scope)
                 except (ImageError, OSError) as error:
@@ -185,7 +187,7 @@ def predict_to_csv(
                     continue
                 pixels.append(image)
                 refused.append(is_refused)
-                names.append(path.stem)
+                names.append(image_id)
             if not pixels:
                 continue
             batch = torch.stack(pixels)

@@ -182,7 +182,7 @@ def test_several_images_give_a_batch_table_with_a_csv_and_per_file_errors(client
     assert items[3].name == "notes.jpg" and items[3].error.code == "unsupported_format"
     assert "Unsupported file type" in html
     assert 'download="dermai-predictions.csv"' in html
-    csv_text = base64.b64decode(response.context["csv_data_uri"].split(",", 1)[1]).decode()
+    csv_text = base64.b64decode(response.context["csv_data_uri"].split(",", 1)[1]).decode("utf-8-sig")
     rows = list(csv.DictReader(io.StringIO(csv_text)))
     assert list(rows[0]) == ["image", *CLASS_CODES, *BATCH_CSV_EXTRA]
     assert [r["image"] for r in rows] == [p.stem for p in good] + ["notes"]  # upload order, every file
@@ -213,7 +213,7 @@ def test_an_empty_or_refused_file_in_a_batch_is_that_files_error_and_the_page_ex
 def test_the_batch_csv_keeps_file_names_from_running_as_formulas(client, example_image):
     files = [upload(example_image, "=SUM(1,2).jpg"), upload(example_image, "lesion.jpg")]
     response = client.post(reverse("home"), {"image": files})
-    csv_text = base64.b64decode(response.context["csv_data_uri"].split(",", 1)[1]).decode()
+    csv_text = base64.b64decode(response.context["csv_data_uri"].split(",", 1)[1]).decode("utf-8-sig")
     rows = list(csv.reader(io.StringIO(csv_text)))
     assert [r[0] for r in rows[1:]] == ["'=SUM(1,2)", "lesion"]
 

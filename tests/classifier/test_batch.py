@@ -1,0 +1,89 @@
+"""The batch page's summary line and its two CSV downloads."""
+
+import base64
+import codecs
+import csv
+import io
+from http import HTTPStatus
+from types import SimpleNamespace
+
+import pytest
+from django.urls import reverse
+from django.utils import translation
+from PIL import Image
+
+from classifier.views import BATCH_CSV_EXTRA, batch_summary
+from ml import CLASS_CODES
+from tests.classifier.conftest import upload
+
+pytestmark = pytest.mark.django_db
+
+
+def csv_bytes(data_uri: str) -> bytes:
+    header, payload = data_uri.split(",", 1)
+    assert header == "data:text/csv;charset=utf-8;base64"
+    return base64.b64decode(payload)
+
+
+def test_the_batch_page_counts_its_cards_in_one_line_above_them(client, examples_dir):
+    files = [upload(p.read_bytes(), p.name) for p in sorted((examples_dir / "images").iterdir())[:4]]
+    files.append(upload(b"not an image", "notes.jpg"))
+    response = client.post(reverse("home"), {"image": files})
+    assert response.status_code == HTTPStatus.OK
+    results = [item.result for item in response.context["items"]]
+    refer = sum(1 for r in results if r and r.risk.refer)
+    parts = [
+        f"{refer} to show a dermatologist" if refer else "",
+        f"{4 - refer} with few warning signs" if refer < 4 else "",
+        "1 not analysed",
+    ]
+    summary = ", ".join(part for part in parts if part)
+    assert response.context["summary"] == summary
+    html = response.content.decode()
+    assert html.index(summary) < html.index('class="batch-cards"')
+
+
+def _items(refer: int, few_signs: int, failed: int) -> list[SimpleNamespace]:
+    def result(flag: bool) -> SimpleNamespace:
+        return SimpleNamespace(risk=SimpleNamespace(refer=flag))
+
+    return (
+        [SimpleNamespace(result=result(True))] * refer
+        + [SimpleNamespace(result=result(False))] * few_signs
+        + [SimpleNamespace(result=None)] * failed
+    )
+
+
+@pytest.mark.parametrize(
+    ("language", "counts", "expected"),
+    [
+        ("en", (3, 0, 2), "3 to show a dermatologist, 2 not analysed"),
+        ("en", (1, 1, 1), "1 to show a dermatologist, 1 with few warning signs, 1 not analysed"),
+        ("es", (3, 0, 2), "3 para mostrar a un dermatólogo, 2 no analizadas"),
+        ("es", (1, 2, 1), "1 para mostrar a un dermatólogo, 2 con pocas señales de alarma, 1 no analizada"),
+        ("es", (0, 5, 0), "5 con pocas señales de alarma"),
+    ],
+)
+def test_the_summary_counts_in_each_language_with_its_plural_forms(language, counts, expected):
+    with translation.override(language):
+        assert batch_summary(_items(*counts)) == expected
+
+
+def test_both_csv_files_open_in_excel_with_accents_unique_names_and_the_same_numbers(client, example_image):
+    png = io.BytesIO()
+    Image.open(io.BytesIO(example_image)).save(png, "PNG")
+    files = [upload(example_image, "a.jpg"), upload(png.getvalue(), "a.png"), upload(example_image, "María.jpg")]
+    response = client.post(reverse("home"), {"image": files})
+    assert response.status_code == HTTPStatus.OK
+    comma, semicolon = (csv_bytes(response.context[key]) for key in ("csv_data_uri", "csv_semicolon_data_uri"))
+    assert comma.startswith(codecs.BOM_UTF8) and semicolon.startswith(codecs.BOM_UTF8)  # Excel then reads UTF-8
+    rows = list(csv.DictReader(io.StringIO(comma.decode("utf-8-sig"))))
+    local = list(csv.DictReader(io.StringIO(semicolon.decode("utf-8-sig")), delimiter=";"))
+    assert list(rows[0]) == list(local[0]) == ["image", *CLASS_CODES, *BATCH_CSV_EXTRA]
+    assert [r["image"] for r in rows] == [r["image"] for r in local] == ["a.jpg", "a.png", "María"]
+    for row, local_row in zip(rows, local):
+        for column in (*CLASS_CODES, "risk"):
+            assert "." not in local_row[column] and local_row[column].replace(",", ".") == row[column]
+        assert local_row["refer"] == row["refer"] and local_row["prediction"] == row["prediction"]
+    html = response.content.decode()
+    assert 'download="dermai-predictions.csv"' in html and 'download="dermai-predictions-semicolon.csv"' in html
