@@ -18,6 +18,7 @@ from ml.preprocessing import PreprocessConfig
 # (repeats, kernel, stride, expansion, output channels) of the seven stages; the stem has 32 channels.
 STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80), (3, 5, 1, 6, 112),
           (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))  # fmt: skip
+STAGE_ENDS = {sum(stage[0] for stage in STAGES[: i + 1]) for i in range(len(STAGES))}  # block counts
 # The pretrained weights were converted from TensorFlow: its BatchNorm epsilon and its input range.
 BN_EPS = 1e-3
 TF_MEAN, TF_STD = 127.0, 128.0
@@ -106,17 +107,29 @@ class EfficientNetLite0(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The last feature map (N×1280×h×w) of a batch normalised as the project's inputs."""
+        return self.forward_with_features(x)[1][-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map a normalised N×3×H×W batch (any H, W; resized to ``input_size``) to N×num_classes logits."""
+        return self.forward_with_features(x)[0]
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Logits and the output of each stage, the head's feature map last (8 maps, as the gate reads them)."""
         size = self.config.input_size
         if x.shape[-2:] != (size, size):
             x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         x = F.relu6(self._bn0(self._conv_stem(x * self.input_scale + self.input_shift)))
-        for block in self._blocks:
+        outputs = []
+        for i, block in enumerate(self._blocks):
             x = block(x)
-        return F.relu6(self._bn1(self._conv_head(x)))
+            if i + 1 in STAGE_ENDS:
+                outputs.append(x)
+        outputs.append(F.relu6(self._bn1(self._conv_head(x))))
+        return self.classify(outputs[-1]), outputs
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map a normalised N×3×H×W batch (any H, W; resized to ``input_size``) to N×num_classes logits."""
-        return self._fc(self._dropout(self.features(x).mean(dim=(-2, -1))))
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits of the head's feature map (Grad-CAM differentiates through this)."""
+        return self._fc(self._dropout(features.mean(dim=(-2, -1))))
 
     def freeze(self, blocks: int) -> None:
         """Keep the stem and the first ``blocks`` blocks as they are: no gradients, ImageNet BatchNorm statistics.

@@ -87,10 +87,13 @@ class FoldedBlock(nn.Module):
 
 
 def forward_with_features(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Logits and the output of every block, for a :class:`SimpleBNConv` or its folded form.
+    """Logits and the output of every block, for a :class:`SimpleBNConv` or its folded form, or of
+    every stage for an :class:`EfficientNetLite0`.
 
-    Both forms compute the same block outputs, so a gate fitted on one serves the other.
+    Both SimpleBNConv forms compute the same block outputs, so a gate fitted on one serves the other.
     """
+    if isinstance(model, EfficientNetLite0):
+        return model.forward_with_features(x)
     if isinstance(model, SimpleBNConv):
         layers = list(model.features)
         blocks, head = [nn.Sequential(*layers[i : i + 4]) for i in range(0, len(layers), 4)], model.classifier

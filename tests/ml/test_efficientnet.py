@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from ml.efficientnet import EfficientNetConfig, EfficientNetLite0, imagenet_weights_path, load_imagenet_weights
+from ml.model import forward_with_features
 from ml.preprocessing import PreprocessConfig
 from ml.train import recompute_batch_norm
 
@@ -101,3 +102,13 @@ def test_frozen_blocks_keep_their_weights_and_statistics_through_training():
 def test_freezing_more_blocks_than_there_are_is_refused():
     with pytest.raises(ValueError, match="cannot freeze 17 blocks; expected -1 \\(none\\) to 16"):
         EfficientNetLite0().freeze(17)
+
+
+def test_the_stage_outputs_end_in_the_head_map_that_gives_the_logits():
+    model = EfficientNetLite0(EfficientNetConfig(input_size=64)).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        logits, stages = forward_with_features(model, x)
+        torch.testing.assert_close(logits, model(x))
+        torch.testing.assert_close(model.classify(stages[-1]), logits)
+    assert [s.shape[1] for s in stages] == [16, 24, 40, 80, 112, 192, 320, 1280]
