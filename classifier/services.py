@@ -1,6 +1,7 @@
 """Commands: classify uploads and examples with the loaded model, join the admin-managed texts.
 
-With :mod:`classifier.selectors` (the reads), the only bridge between the web app and ``ml``.
+With :mod:`classifier.selectors` (the reads) and :mod:`classifier.lifecycle` (the loaded model), the
+only bridge between the web app and ``ml``.
 """
 
 import dataclasses
@@ -17,22 +18,21 @@ from django.db import transaction
 from PIL import Image
 
 from classifier.errors import PredictionError
+from classifier.lifecycle import ModelInfo, predictor_get
 from classifier.selectors import (
     CLASS_CONTENTS_KEY,
     ClassContent,
     ExampleImage,
-    ModelInfo,
     class_contents_get,
     class_recalls_get,
     examples_list,
     model_info_get,
-    predictor_get,
     triage_get,
 )
 from classifier.uploads import max_file_bytes
 from ml import CLASS_CODES
 from ml.predict import Predictor, Upload
-from ml.preprocessing import ImageError, decoding_cost, resize
+from ml.preprocessing import ImageError, Refusal, decoding_cost, resize
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +63,9 @@ class ClassProbability(ClassContent):
         return round(100 * self.probability, 1)
 
     @property
-    def found_in_10(self) -> int | None:
-        """ "Finds about N in 10" of this class on validation."""
-        return None if self.recall is None else round(10 * self.recall)
+    def found_in_100(self) -> int | None:
+        """ "Recognises about N in 100" of this class's validation images."""
+        return None if self.recall is None else round(100 * self.recall)
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,15 @@ class Risk:
     def percent(self) -> float:
         return round(100 * self.probability, 1)
 
+    @property
+    def near(self) -> bool:
+        """Not referred, but at least half the threshold: too close to the line to reassure anyone."""
+        return not self.refer and self.probability >= self.threshold / 2
+
+
+# Pages show the photo and its Grad-CAM this wide (or tall) at most, in the upload's aspect ratio.
+DISPLAY_SIZE = 320
+
 
 @dataclass(frozen=True)
 class PredictionResult:
@@ -100,8 +109,9 @@ class PredictionResult:
     inconclusive: bool  # no class stands out enough to name one (the triage policy's rule)
     preview_png: bytes = field(default=b"", repr=False)  # what the model saw, for the page; never stored
     heatmap_png: bytes = field(default=b"", repr=False)  # Grad-CAM overlay: pages in the preview's shape, API 224×224
-    display_width: int = 224  # the preview's size, in the uploaded image's aspect ratio
-    display_height: int = 224
+    display_width: int = DISPLAY_SIZE  # the preview's size, in the uploaded image's aspect ratio
+    display_height: int = DISPLAY_SIZE
+    heat_off_centre: bool = False  # most of the Grad-CAM heat lies off the image's centre (ml.explain)
 
     @property
     def ranked(self) -> list[ClassProbability]:
@@ -110,6 +120,12 @@ class PredictionResult:
     @property
     def top3(self) -> list[ClassProbability]:
         return self.ranked[:3]
+
+    @property
+    def reassuring(self) -> bool:
+        """Whether a page may show a benign diagnosis in reassuring green: a named diagnosis, with the
+        risk clearly below the referral line (neither inconclusive, nor referred, nor near it)."""
+        return not self.inconclusive and not self.risk.refer and not self.risk.near
 
 
 @dataclass(frozen=True)
@@ -137,7 +153,7 @@ def _read(predictor: Predictor, upload: ImageUpload) -> Upload:
         return predictor.read_upload(upload.data)
     except ImageError as error:
         logger.info("refused an upload: %s (%s)", error.code, error.message)  # never the image bytes
-        raise PredictionError(error.code) from None
+        raise PredictionError(error.code, reason=error.reason) from None
 
 
 def _cost(upload: ImageUpload) -> int:
@@ -151,7 +167,7 @@ def _cost(upload: ImageUpload) -> int:
         return 0
 
 
-def _refusal(reason: str, *, thumbnail: bytes = b"") -> PredictionError:
+def _refusal(reason: Refusal, *, thumbnail: bytes = b"") -> PredictionError:
     logger.info("refused an upload: out_of_scope (%s)", reason)
     return PredictionError("out_of_scope", reason=reason, thumbnail_png=thumbnail)
 
@@ -197,12 +213,12 @@ def prediction_create(*, image: ImageUpload, preview: bool = False, explain: boo
     pixels = upload.pixels
     # Shown in the uploaded image's aspect ratio (the model sees it squeezed to a square).
     height, width = upload.size
-    scale = 224 / max(height, width)
+    scale = DISPLAY_SIZE / max(height, width)
     display = (max(1, round(height * scale)), max(1, round(width * scale)))
     refusal = upload.refusal  # the guard's: clearly not a lesion photo
     if refusal is None:
         assessment = predictor.assess(pixels.unsqueeze(0))
-        refusal = "not_dermatoscopic" if assessment.out_of_scope[0] else None
+        refusal = Refusal.NOT_DERMATOSCOPIC if assessment.out_of_scope[0] else None
     if refusal is not None:
         raise _refusal(refusal, thumbnail=_png(resize(pixels, display)) if preview else b"")
     probs = assessment.probabilities[0]
@@ -211,9 +227,11 @@ def prediction_create(*, image: ImageUpload, preview: bool = False, explain: boo
     if preview:
         images["preview_png"] = _png(resize(pixels, display))
     if explain:
-        heatmap = predictor.explain(pixels, target=int(probs.argmax()))
+        explanation = predictor.explain(pixels, target=int(probs.argmax()))
         # Pages show it beside the preview, in the upload's aspect ratio; the API over the 224×224 model input.
+        heatmap = explanation.overlay
         images["heatmap_png"] = _png(resize(heatmap, display) if preview else heatmap)
+        images["heat_off_centre"] = explanation.off_centre
     return _result(probs.tolist(), info=info, classes=class_contents_get(), elapsed_ms=elapsed_ms, **images)
 
 
@@ -260,7 +278,7 @@ def predictions_create(*, images: list[ImageUpload], thumbnails: bool = False) -
         for index, probs, refused in zip(prepared, assessment.probabilities.tolist(), assessment.out_of_scope):
             if refused:
                 thumbnail = _png(prepared[index], size=96) if thumbnails else b""
-                errors[index] = _refusal("not_dermatoscopic", thumbnail=thumbnail)
+                errors[index] = _refusal(Refusal.NOT_DERMATOSCOPIC, thumbnail=thumbnail)
             else:
                 probs_by_index[index] = probs
     elapsed_ms = (time.perf_counter() - started) * 1000 / max(1, len(prepared))
@@ -305,7 +323,7 @@ def example_prediction_create(*, image_id: str) -> tuple[ExampleImage, Predictio
         result = prediction_create(
             image=ImageUpload(name=f"{image_id}.jpg", data=data, size=len(data)), preview=True, explain=True
         )
-        images = ("preview_png", "heatmap_png", "display_width", "display_height")
+        images = ("preview_png", "heatmap_png", "display_width", "display_height", "heat_off_centre")
         answer = {
             "probabilities": [p.probability for p in result.probabilities],
             "elapsed_ms": result.elapsed_ms,

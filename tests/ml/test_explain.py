@@ -1,10 +1,11 @@
 import io
 
+import pytest
 import torch
 from PIL import Image, ImageDraw
 
 from ml import SHIPPED_CHECKPOINT
-from ml.explain import overlay, viridis
+from ml.explain import OFF_CENTRE_BELOW, centre_share, overlay, viridis
 from ml.predict import Predictor
 
 
@@ -47,8 +48,29 @@ def test_overlay_leaves_the_image_untouched_below_the_threshold():
     assert not torch.equal(blended[:, 4:], pixels[:, 4:])
 
 
-def test_predictor_explain_returns_an_overlay_of_the_model_input():
+def test_the_faintest_coloured_area_is_the_legends_dark_purple_not_a_grey_wash():
+    pixels = torch.full((3, 1, 2), 200, dtype=torch.uint8)  # light skin-grey
+    cam = torch.tensor([[0.25, 1.0]])  # the threshold, and the peak
+    faint, hot = overlay(pixels, cam, threshold=0.25)[:, 0].float().unbind(-1)
+    red, green, blue = faint.tolist()
+    assert blue > green + 40 and red > green + 20  # purple: red and blue well above green
+    assert hot[0] > hot[2] and hot[1] > hot[2]  # yellow at the peak
+
+
+def test_centre_share_splits_the_image_into_two_halves_of_equal_area():
+    assert centre_share(torch.ones(224, 224)) == pytest.approx(0.5, abs=0.01)
+    centred = torch.zeros(224, 224)
+    centred[92:132, 92:132] = 1
+    assert centre_share(centred) == 1.0
+    corners = torch.zeros(224, 224)
+    corners[:30, :30] = corners[-30:, -30:] = 1
+    assert centre_share(corners) == 0.0 < OFF_CENTRE_BELOW
+
+
+def test_predictor_explain_returns_an_overlay_of_the_model_input_and_where_its_heat_lies():
     predictor = Predictor(SHIPPED_CHECKPOINT)
     pixels = predictor.read(_lesion_at(200, 150))
     explained = predictor.explain(pixels, target=0)
-    assert explained.shape == pixels.shape and explained.dtype == torch.uint8
+    assert explained.overlay.shape == pixels.shape and explained.overlay.dtype == torch.uint8
+    assert 0 <= explained.centre_share <= 1
+    assert explained.off_centre == (explained.centre_share < OFF_CENTRE_BELOW)
