@@ -7,6 +7,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from ml import CLASS_CODES
+from ml.triage import MALIGNANT_OR_PRECANCEROUS
 
 # A reference link is http(s), never javascript:, data: or any other scheme that a page would run.
 validate_link = URLValidator(schemes=["http", "https"])
@@ -54,6 +55,25 @@ class LesionClass(models.Model):
 
     def __str__(self) -> str:
         return f"{self.code} — {self.name}"
+
+    def clean(self) -> None:
+        # The referral risk adds up MEL, BCC and AKIEC: one of them labelled benign (or another class
+        # labelled malignant) would print a green "Benign" beside "Melanoma" on every result.
+        counts_as_risk = self.code in MALIGNANT_OR_PRECANCEROUS
+        if self.category and counts_as_risk == (self.category == self.Category.BENIGN):
+            if counts_as_risk:
+                message = _("%(code)s counts towards the referral risk: it cannot be benign.")
+            else:
+                message = _("%(code)s is left out of the referral risk: it must be benign.")
+            raise ValidationError({"category": message % {"code": self.code}})
+
+    def missing_languages(self) -> list[str]:
+        """The language codes, English aside, without a complete name and description for this class.
+
+        Reads ``translations`` once: a queryset that prefetched them answers without a query per class.
+        """
+        done = {t.language for t in self.translations.all() if t.name.strip() and t.description.strip()}
+        return [code for code, _name in settings.LANGUAGES if code != settings.LANGUAGE_CODE and code not in done]
 
 
 class LesionClassTranslation(models.Model):
