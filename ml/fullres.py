@@ -24,7 +24,7 @@ from sklearn.metrics import roc_auc_score
 from ml import CLASS_CODES, SHIPPED_CHECKPOINT
 from ml.data import DataError, image_files
 from ml.predict import Predictor
-from ml.preprocessing import ImageError
+from ml.preprocessing import ImageError, ImageErrorCode
 from ml.triage import recorded_policy, risk
 
 # (name, the box an image is fitted into); None keeps the file as it is.
@@ -79,7 +79,7 @@ def assess_files(predictor: Predictor, files: list[bytes]) -> tuple[torch.Tensor
         try:
             pixels = predictor.read(data, guard=True)
         except ImageError as error:
-            if error.code != "out_of_scope":
+            if error.code != ImageErrorCode.OUT_OF_SCOPE:
                 raise
             guard_refused, pixels = True, predictor.read(data)
         assessment = predictor.assess(pixels.unsqueeze(0))

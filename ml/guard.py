@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ml.preprocessing import ImageError, decode, reduce_to_source
+from ml.preprocessing import ImageError, ImageErrorCode, Refusal, decode, reduce_to_source
 
 
 @dataclass(frozen=True)
@@ -56,31 +56,31 @@ def image_statistics(pixels: torch.Tensor) -> dict[str, float]:
     }
 
 
-# Why the guard refuses an image: a stable key (the web's translated texts use it) and what it means.
+# Why an image is refused, in words (the web has its own, translated, for each Refusal).
 REASONS = {
-    "too_small": "the image is too small to judge",
-    "flat_colour": "one flat colour covers much of the image, as in documents, screenshots or fills",
-    "few_colours": "the image has too few colours for a photograph",
-    "greyscale": "the image is greyscale, like a scan or text",
-    "no_texture": "the image has no skin texture; it looks like a graphic or a gradient",
+    Refusal.TOO_SMALL: "the image is too small to judge",
+    Refusal.FLAT_COLOUR: "one flat colour covers much of the image, as in documents, screenshots or fills",
+    Refusal.FEW_COLOURS: "the image has too few colours for a photograph",
+    Refusal.GREYSCALE: "the image is greyscale, like a scan or text",
+    Refusal.NO_TEXTURE: "the image has no skin texture; it looks like a graphic or a gradient",
+    Refusal.NOT_DERMATOSCOPIC: "the out-of-distribution gate finds it unlike the dermatoscopic images the model knows",
 }
 
 
-def out_of_scope_reason(pixels: torch.Tensor, *, config: GuardConfig = GuardConfig()) -> str | None:
-    """Why 3×H×W uint8 ``pixels`` are clearly not a dermatoscopic lesion photo (a :data:`REASONS` key),
-    or None when they may be."""
+def out_of_scope_reason(pixels: torch.Tensor, *, config: GuardConfig = GuardConfig()) -> Refusal | None:
+    """Why 3×H×W uint8 ``pixels`` are clearly not a dermatoscopic lesion photo, or None when they may be."""
     height, width = pixels.shape[-2:]
     if min(height, width) < config.min_side:
-        return "too_small"
+        return Refusal.TOO_SMALL
     stats = image_statistics(pixels)
     if stats["dominant_colour"] > config.max_dominant_colour:
-        return "flat_colour"
+        return Refusal.FLAT_COLOUR
     if stats["colours"] < config.min_colours:
-        return "few_colours"
+        return Refusal.FEW_COLOURS
     if stats["colourfulness"] < config.min_colourfulness:
-        return "greyscale"
+        return Refusal.GREYSCALE
     if stats["texture"] < config.min_texture or stats["smooth_share"] > config.max_smooth_share:
-        return "no_texture"
+        return Refusal.NO_TEXTURE
     return None
 
 
@@ -91,10 +91,10 @@ def check_in_scope(pixels: torch.Tensor, *, config: GuardConfig = GuardConfig())
         raise out_of_scope_error(reason)
 
 
-def out_of_scope_error(reason: str) -> ImageError:
-    """The error for an image refused for ``reason`` (a :data:`REASONS` key)."""
+def out_of_scope_error(reason: Refusal) -> ImageError:
+    """The error for an image refused for ``reason``."""
     message = f"this does not look like a dermatoscopic photo of a skin lesion: {REASONS[reason]}"
-    return ImageError("out_of_scope", message, reason=reason)
+    return ImageError(ImageErrorCode.OUT_OF_SCOPE, message, reason=reason)
 
 
 def build_parser() -> argparse.ArgumentParser:

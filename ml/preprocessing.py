@@ -4,6 +4,7 @@ import io
 import math
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 import torch
@@ -57,13 +58,34 @@ SIGNATURES = (JPEG_SIGNATURE, PNG_SIGNATURE)
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 
-class ImageError(ValueError):
-    """An image that cannot be used, with a stable machine-readable ``code`` and a human message.
+class ImageErrorCode(StrEnum):
+    """Why an image cannot be used: stable codes, which a caller (the web's error contract) maps one by one."""
 
-    A refused image (``out_of_scope``) also says why, as a stable ``reason`` key (:data:`ml.guard.REASONS`).
+    INVALID_IMAGE = "invalid_image"
+    UNSUPPORTED_FORMAT = "unsupported_format"
+    TOO_MANY_PIXELS = "too_many_pixels"
+    TOO_COMPLEX = "too_complex"
+    OUT_OF_SCOPE = "out_of_scope"
+
+
+class Refusal(StrEnum):
+    """Why an image is ``out_of_scope``: the cheap guard's reasons (:mod:`ml.guard`) and the learned gate's."""
+
+    TOO_SMALL = "too_small"
+    FLAT_COLOUR = "flat_colour"
+    FEW_COLOURS = "few_colours"
+    GREYSCALE = "greyscale"
+    NO_TEXTURE = "no_texture"
+    NOT_DERMATOSCOPIC = "not_dermatoscopic"  # the out-of-distribution gate (ml.gate)
+
+
+class ImageError(ValueError):
+    """An image that cannot be used, with a stable :class:`ImageErrorCode` and a human message.
+
+    A refused image (``out_of_scope``) also says why, as a :class:`Refusal`.
     """
 
-    def __init__(self, code: str, message: str, *, reason: str | None = None) -> None:
+    def __init__(self, code: ImageErrorCode, message: str, *, reason: Refusal | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -98,7 +120,7 @@ def open_image(data: bytes, *, preprocess: PreprocessConfig = PreprocessConfig()
         image.load()
         image = ImageOps.exif_transpose(image)
     except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise ImageError("invalid_image", f"the image data is corrupt or truncated ({error})") from None
+        raise ImageError(ImageErrorCode.INVALID_IMAGE, f"the image data is corrupt or truncated ({error})") from None
     return _to_rgb(image)
 
 
@@ -114,7 +136,7 @@ def decoding_cost(data: bytes) -> int:
 def _open(data: bytes) -> tuple[Image.Image, int]:
     """The image opened from its headers (nothing decoded) and its decoding cost, or :class:`ImageError`."""
     if not data:
-        raise ImageError("invalid_image", "the file is empty")
+        raise ImageError(ImageErrorCode.INVALID_IMAGE, "the file is empty")
     jpeg = data.startswith(JPEG_SIGNATURE)
     # Walked here first: Pillow walks a JPEG's markers and a PNG's chunks in Python.
     scans, progressive = _jpeg_scans(data) if jpeg else (0, False)
@@ -124,16 +146,16 @@ def _open(data: bytes) -> tuple[Image.Image, int]:
         image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except UnidentifiedImageError:
         if data.startswith(SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
-            raise ImageError("invalid_image", "the image data is truncated or corrupt") from None
+            raise ImageError(ImageErrorCode.INVALID_IMAGE, "the image data is truncated or corrupt") from None
         raise ImageError(
-            "unsupported_format", "unsupported or unrecognised image format; expected JPEG, PNG or WebP"
+            ImageErrorCode.UNSUPPORTED_FORMAT, "unsupported or unrecognised image format; expected JPEG, PNG or WebP"
         ) from None
     except Image.DecompressionBombError:
         raise _too_many_pixels() from None
     except (OSError, SyntaxError, ValueError) as error:
-        raise ImageError("invalid_image", f"the image data is corrupt ({error})") from None
+        raise ImageError(ImageErrorCode.INVALID_IMAGE, f"the image data is corrupt ({error})") from None
     if getattr(image, "n_frames", 1) > 1:
-        raise ImageError("unsupported_format", "animated images are not supported; send a single photo")
+        raise ImageError(ImageErrorCode.UNSUPPORTED_FORMAT, "animated images are not supported; send a single photo")
     width, height = image.size
     if not jpeg:
         if width * height > MAX_LOSSLESS_PIXELS:
@@ -143,13 +165,13 @@ def _open(data: bytes) -> tuple[Image.Image, int]:
         raise _too_many_pixels(image.size, MAX_PIXELS)
     if (progressive or scans > 1) and width * height > MAX_MULTISCAN_JPEG_PIXELS:
         raise ImageError(
-            "too_complex",
+            ImageErrorCode.TOO_COMPLEX,
             f"the progressive JPEG {width}×{height} has more than {MAX_MULTISCAN_JPEG_PIXELS:,} pixels; "
             "save it as a baseline JPEG",
         )
     if width * height * scans > MAX_JPEG_PIXEL_SCANS:
         raise ImageError(
-            "too_complex",
+            ImageErrorCode.TOO_COMPLEX,
             f"the JPEG {width}×{height} of {scans} scans is {width * height * scans:,} pixel-scans to decode; "
             f"at most {MAX_JPEG_PIXEL_SCANS:,}",
         )
@@ -187,7 +209,7 @@ def _jpeg_scans(data: bytes) -> tuple[int, bool]:
             padding += 2
         if padding > MAX_JPEG_PADDING_BYTES:
             raise ImageError(
-                "too_complex",
+                ImageErrorCode.TOO_COMPLEX,
                 f"the JPEG has more than {MAX_JPEG_PADDING_BYTES} bytes of padding or junk between its segments",
             )
         if code is None or code == 0xD9:  # the data, or the image (EOI), ends
@@ -197,18 +219,20 @@ def _jpeg_scans(data: bytes) -> tuple[int, bool]:
             continue
         segments += 1
         if segments > MAX_JPEG_SEGMENTS:
-            raise ImageError("too_complex", f"the JPEG has more than {MAX_JPEG_SEGMENTS} marker segments")
+            raise ImageError(ImageErrorCode.TOO_COMPLEX, f"the JPEG has more than {MAX_JPEG_SEGMENTS} marker segments")
         if code in JPEG_STANDALONE_MARKERS:
             continue
         length = int.from_bytes(data[position : position + 2], "big")
         if length < 2:
-            raise ImageError("invalid_image", f"the JPEG segment at byte {marker_at:,} has length {length}")
+            raise ImageError(
+                ImageErrorCode.INVALID_IMAGE, f"the JPEG segment at byte {marker_at:,} has length {length}"
+            )
         position += length
         if 0xE0 <= code <= 0xEF or code == 0xFE:  # APPn, COM
             metadata += 1
             if metadata > MAX_JPEG_METADATA_SEGMENTS:
                 raise ImageError(
-                    "too_complex",
+                    ImageErrorCode.TOO_COMPLEX,
                     f"the JPEG has more than {MAX_JPEG_METADATA_SEGMENTS} metadata and comment segments",
                 )
         elif code in JPEG_PROGRESSIVE_MARKERS:
@@ -216,7 +240,7 @@ def _jpeg_scans(data: bytes) -> tuple[int, bool]:
         elif code == 0xDA:  # SOS: the scan's header, then its entropy-coded data up to the next marker
             scans += 1
             if scans > MAX_JPEG_SCANS:
-                raise ImageError("too_complex", f"the JPEG has more than {MAX_JPEG_SCANS} scans")
+                raise ImageError(ImageErrorCode.TOO_COMPLEX, f"the JPEG has more than {MAX_JPEG_SCANS} scans")
             end = JPEG_SCAN_END.search(data, position)
             if end is None:
                 break
@@ -230,7 +254,7 @@ def _check_png_chunks(data: bytes) -> None:
     while position + 8 <= len(data):
         chunks += 1
         if chunks > MAX_PNG_CHUNKS:
-            raise ImageError("too_complex", f"the PNG has more than {MAX_PNG_CHUNKS:,} chunks")
+            raise ImageError(ImageErrorCode.TOO_COMPLEX, f"the PNG has more than {MAX_PNG_CHUNKS:,} chunks")
         if data[position + 4 : position + 8] == b"IEND":
             return
         position += 12 + int.from_bytes(data[position : position + 4], "big")
@@ -238,7 +262,7 @@ def _check_png_chunks(data: bytes) -> None:
 
 def _too_many_pixels(size: tuple[int, int] | None = None, limit: int = MAX_PIXELS) -> ImageError:
     shown = f"{size[0]}×{size[1]} " if size else ""
-    return ImageError("too_many_pixels", f"the image {shown}has more than {limit:,} pixels")
+    return ImageError(ImageErrorCode.TOO_MANY_PIXELS, f"the image {shown}has more than {limit:,} pixels")
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
