@@ -38,7 +38,7 @@ def post_worker_init(worker):
     import sys
 
     from classifier.errors import PredictionError
-    from classifier.selectors import predictor_get
+    from classifier.lifecycle import predictor_get
 
     try:
         predictor_get()

@@ -1,26 +1,25 @@
 """The JSON API (Django REST Framework): predictions, class content, model description, errors."""
 
-from http import HTTPStatus
+from collections import defaultdict
+from collections.abc import Iterable
 
 from django.core.exceptions import TooManyFilesSent
-from drf_spectacular.types import OpenApiTypes
+from django.http import Http404, JsonResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
-from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import APIView, set_rollback
 
-from classifier.errors import DISCLAIMER, ERRORS, PredictionError, error_body
+from classifier.errors import ERRORS, NOT_AN_ANSWER, PredictionError, json_error
 from classifier.selectors import class_contents_get, model_describe, model_info_get
 from classifier.serializers import (
     BatchInputSerializer,
-    BatchItemSerializer,
     BatchSerializer,
     ErrorSerializer,
     LesionClassListSerializer,
-    LesionClassSerializer,
+    ModelDescriptionSerializer,
     PredictionInputSerializer,
     PredictionQuerySerializer,
     PredictionSerializer,
@@ -38,30 +37,52 @@ VALIDATION_CODES = {
     "not_a_list": "missing_file",
     "empty": "invalid_image",
 }
-ERROR_RESPONSES = {status: OpenApiResponse(ErrorSerializer) for status in (400, 411, 413, 415, 422, 429, 503)}
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-def error_response(code: str, message: str, status: int, detail: str | None = None) -> Response:
-    return Response(error_body(code, message, detail), status=status)
+def error_responses(codes: Iterable[str]) -> dict[int, OpenApiResponse]:
+    """The schema's error answers for ``codes``: one per status, naming its codes (from :data:`ERRORS`)."""
+    by_status: dict[int, list[str]] = defaultdict(list)
+    for code in codes:
+        by_status[ERRORS[code][0]].append(f"`{code}`")
+    return {status: OpenApiResponse(ErrorSerializer, ", ".join(names)) for status, names in sorted(by_status.items())}
 
 
-def exception_handler(exc, context):
-    """Every API error as ``{"error": {"code", "message"}, "disclaimer"}`` with a 4xx status."""
-    if isinstance(exc, TooManyFilesSent):  # past DATA_UPLOAD_MAX_NUMBER_FILES, while parsing the body
-        exc = PredictionError("too_many_files")
+# What an upload can be answered with: every error that answers an operation as a whole.
+ERROR_RESPONSES = error_responses(code for code in ERRORS if code not in NOT_AN_ANSWER)
+# What a read can be answered with.
+READ_ERROR_RESPONSES = error_responses(["not_acceptable", "throttled", "server_error"])
+
+
+def api_error(exc: Exception) -> PredictionError | None:
+    """The project's error for an exception raised under the API; None for an unexpected one (a 500)."""
     if isinstance(exc, PredictionError):
-        return error_response(exc.code, exc.message, exc.status, exc.detail)
-    if isinstance(exc, exceptions.ValidationError) and isinstance(exc.detail, dict):
+        return exc
+    if isinstance(exc, TooManyFilesSent):  # past DATA_UPLOAD_MAX_NUMBER_FILES, while parsing the body
+        return PredictionError("too_many_files")
+    if isinstance(exc, Http404):
+        return PredictionError("not_found")
+    if isinstance(exc, exceptions.ValidationError):
+        if not isinstance(exc.detail, dict):
+            return PredictionError("invalid_parameter", message=str(exc.detail[0]))
         field, errors = next(iter(exc.detail.items()))
         first = errors[0] if isinstance(errors, list) else next(iter(errors.values()))[0]
-        code = VALIDATION_CODES.get(first.code, first.code) if field in FILE_FIELDS else "invalid_parameter"
-        status = ERRORS[code][0] if code in ERRORS else HTTPStatus.BAD_REQUEST
-        return error_response(code, f"{field}: {first}", status)
-    response = drf_exception_handler(exc, context)
-    if response is not None and isinstance(exc, exceptions.APIException):
-        response.data = error_body(exc.default_code, str(exc.detail))
-    return response
+        code = VALIDATION_CODES.get(first.code, "invalid_parameter") if field in FILE_FIELDS else "invalid_parameter"
+        return PredictionError(code, message=f"{field}: {first}")
+    if isinstance(exc, exceptions.APIException) and exc.default_code in ERRORS:
+        wait = getattr(exc, "wait", None)
+        headers = {"Retry-After": str(int(wait))} if wait else None  # as DRF's own handler says it
+        return PredictionError(exc.default_code, message=str(exc.detail), headers=headers)
+    return None
+
+
+def exception_handler(exc: Exception, context: dict) -> JsonResponse | None:
+    """Every API error becomes the project's error first (:func:`api_error`), then one :func:`json_error`."""
+    error = api_error(exc)
+    if error is None:
+        return None  # re-raised: Django logs it and answers 500 server_error (dermai_site.urls' handler500)
+    set_rollback()
+    return json_error(error)
 
 
 class PredictionCreateView(APIView):
@@ -102,23 +123,23 @@ class BatchPredictionCreateView(APIView):
         if len(files) > 1 and not throttle.allow_request(request, self, count=len(files) - 1):
             self.throttled(request, throttle.wait())
         items = predictions_create(images=[ImageUpload.from_file(f) for f in files])
-        info = model_info_get()
-        body = {
-            "model": {"name": info.name, "version": info.version, "sha256": info.sha256},
-            "results": BatchItemSerializer(items, many=True).data,
-            "disclaimer": str(DISCLAIMER),
-        }
+        body = BatchSerializer({"model": model_info_get(), "results": items}).data
         return Response(body, headers=NO_STORE)
 
 
 class LesionClassListView(APIView):
-    @extend_schema(responses=LesionClassListSerializer, summary="The seven classes and their descriptions")
+    @extend_schema(
+        responses={200: LesionClassListSerializer, **READ_ERROR_RESPONSES},
+        summary="The seven classes and their descriptions",
+    )
     def get(self, request: Request) -> Response:
-        classes = LesionClassSerializer(class_contents_get().values(), many=True).data
-        return Response({"classes": classes, "disclaimer": str(DISCLAIMER)})
+        return Response(LesionClassListSerializer({"classes": class_contents_get().values()}).data)
 
 
 class ModelInfoView(APIView):
-    @extend_schema(responses=OpenApiTypes.OBJECT, summary="The loaded model: classes, preprocessing, calibration")
+    @extend_schema(
+        responses={200: ModelDescriptionSerializer, **READ_ERROR_RESPONSES, **error_responses(["model_unavailable"])},
+        summary="The loaded model: classes, preprocessing, calibration, triage, gate, metrics",
+    )
     def get(self, request: Request) -> Response:
-        return Response({**model_describe(), "disclaimer": str(DISCLAIMER)})
+        return Response(ModelDescriptionSerializer(model_describe()).data)

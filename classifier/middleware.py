@@ -4,14 +4,13 @@ and admin login attempts beyond the rate one address may make."""
 import logging
 from http import HTTPStatus
 
-from django.http import HttpResponse, JsonResponse
-from django.urls import reverse
+from django.http import HttpResponse
+from django.urls import get_resolver, reverse
 from django.utils.translation import gettext as _
 
-from classifier.errors import PredictionError, error_body
+from classifier.errors import json_error, request_too_large
 from classifier.throttles import AdminLoginThrottle, client_address
-from classifier.uploads import declared_too_large, too_large_message, unmeasured_body
-from classifier.views import render_too_large
+from classifier.uploads import declared_too_large, unmeasured_body
 
 logger = logging.getLogger(__name__)
 
@@ -21,14 +20,13 @@ def upload_size_limit(get_response):
         if unmeasured_body(request):
             # Without Content-Length the size cannot be checked before reading, and a WSGI server
             # may pass an empty body: refuse clearly instead of answering "no file".
-            error = PredictionError("length_required")
-            return JsonResponse(error_body(error.code, error.message), status=error.status)
+            return json_error("length_required")
         if not declared_too_large(request):
             return get_response(request)
-        if request.path.startswith("/api/"):
-            status = PredictionError("too_large").status
-            return JsonResponse(error_body("too_large", too_large_message()), status=status)
-        return render_too_large(request)
+        # Answered like Django's own 400, 404 and 500: by the URLconf's handler (dermai_site.urls'
+        # handler413), JSON under /api/ and the upload form elsewhere.
+        handler = get_resolver(getattr(request, "urlconf", None)).resolve_error_handler(413)
+        return handler(request, request_too_large())
 
     return middleware
 

@@ -1,41 +1,25 @@
-"""Reads (HackSoft's selectors): the loaded model and what it says of itself, and the admin-managed texts.
+"""Reads (HackSoft's selectors): what the loaded model says of itself, and the admin-managed texts.
 
-Nothing here changes state; :mod:`classifier.services` holds the commands.
+Nothing here changes state; :mod:`classifier.services` holds the commands and
+:mod:`classifier.lifecycle` loads the model.
 """
 
 import csv
 import dataclasses
 import functools
-import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import torch
 from django.conf import settings
 from django.core.cache import cache
 from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
-from classifier.errors import PredictionError
+from classifier.lifecycle import ModelInfo, predictor_get
 from classifier.models import LesionClass
 from ml import CLASS_CODES
-from ml.checkpoint import CheckpointError
 from ml.predict import Predictor
 from ml.triage import recorded_policy
-
-logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """The loaded checkpoint: its name, version (file stem), sha256 of the loaded bytes, temperature, metadata."""
-
-    name: str
-    version: str
-    sha256: str
-    temperature: float
-    meta: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -54,39 +38,6 @@ CLASS_CONTENTS_SECONDS = 60
 
 
 CLASS_CONTENTS_KEY = "dermai:class-contents:{language}"
-
-
-@functools.lru_cache(maxsize=2)
-def _load(checkpoint: str) -> tuple[Predictor, ModelInfo]:
-    torch.set_num_threads(settings.DERMAI_TORCH_THREADS)
-    path = Path(checkpoint)
-    predictor = Predictor(path)
-    info = ModelInfo(
-        name=predictor.meta["arch"],
-        version=path.stem,
-        sha256=predictor.sha256,
-        temperature=predictor.temperature,
-        meta=predictor.meta,
-    )
-    return predictor, info
-
-
-def predictor_get() -> tuple[Predictor, ModelInfo]:
-    """The configured checkpoint, loaded once per process; ``model_unavailable`` when it cannot be."""
-    try:
-        return _load(str(settings.DERMAI_CHECKPOINT))
-    except (OSError, CheckpointError) as error:
-        logger.error("the model cannot be loaded from %s: %s", settings.DERMAI_CHECKPOINT, error)
-        raise PredictionError("model_unavailable") from None
-
-
-def model_ready() -> bool:
-    """Whether the configured checkpoint loads (the readiness probe)."""
-    try:
-        predictor_get()
-    except PredictionError:
-        return False
-    return True
 
 
 def model_info_get() -> ModelInfo:

@@ -3,11 +3,9 @@
 import base64
 
 from django.utils.translation import gettext_lazy as _
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from classifier.errors import DISCLAIMER, error_body
 from classifier.models import LesionClass, safe_link
 from classifier.services import PredictionResult
 
@@ -24,7 +22,17 @@ class BatchInputSerializer(serializers.Serializer):
     images = serializers.ListField(
         child=serializers.FileField(allow_empty_file=True),  # an empty file is that item's error, not the batch's
         allow_empty=False,
+        min_length=1,  # for the schema (minItems): an empty list is no field at all in multipart, missing_file
         help_text=_("Up to DERMAI_MAX_BATCH_FILES photos (20 by default); repeat the field once per file."),
+    )
+
+
+class AnswerSerializer(serializers.Serializer):
+    """A whole answer of the API. Its ``disclaimer`` is declared here for the schema; the renderer
+    adds it to every answer alike (``classifier.renderers``)."""
+
+    disclaimer = serializers.CharField(
+        read_only=True, help_text=_("For education and research only; not a medical device.")
     )
 
 
@@ -43,15 +51,151 @@ class LesionClassSerializer(serializers.Serializer):
     reference_url = LinkField(help_text=_("An http(s) link, or empty."))
 
 
-class LesionClassListSerializer(serializers.Serializer):
+class LesionClassListSerializer(AnswerSerializer):
     classes = LesionClassSerializer(many=True)
-    disclaimer = serializers.CharField()
 
 
 class ModelSerializer(serializers.Serializer):
     name = serializers.CharField()
     version = serializers.CharField()
     sha256 = serializers.CharField()
+
+
+class RecordSerializer(serializers.Serializer):
+    """A record read back from a checkpoint: the keys it holds (older checkpoints hold fewer), none made up."""
+
+    def to_representation(self, instance: dict) -> dict:
+        return {key: value for key, value in super().to_representation(instance).items() if key in instance}
+
+
+class PreprocessingSerializer(serializers.Serializer):
+    """The checkpoint's ``ml.preprocessing.PreprocessConfig``."""
+
+    size = serializers.IntegerField()
+    source_short_side = serializers.IntegerField()
+    colour_constancy = serializers.CharField()
+    shades_of_gray_power = serializers.IntegerField()
+    mean = serializers.ListField(child=serializers.FloatField())
+    std = serializers.ListField(child=serializers.FloatField())
+
+
+class CalibrationSerializer(serializers.Serializer):
+    method = serializers.CharField()
+    temperature = serializers.FloatField()
+    ece_before = serializers.FloatField(allow_null=True, help_text=_("Over all validation sets pooled."))
+    ece_after = serializers.FloatField(allow_null=True)
+
+
+class TriagePolicySerializer(serializers.Serializer):
+    refer_at = serializers.FloatField()
+    inconclusive_below = serializers.FloatField()
+
+
+class TriageMeasuredSerializer(RecordSerializer, TriagePolicySerializer):
+    """What a policy does on held-out validation lesions (``ml.triage.measure_policy``)."""
+
+    refer_at = serializers.FloatField(required=False)
+    inconclusive_below = serializers.FloatField(required=False)
+    images = serializers.IntegerField(required=False)
+    sensitivity = serializers.FloatField(required=False, allow_null=True)
+    specificity = serializers.FloatField(required=False, allow_null=True)
+    coverage = serializers.FloatField(required=False, allow_null=True)
+    selective_accuracy = serializers.FloatField(required=False, allow_null=True)
+    accuracy_inconclusive = serializers.FloatField(required=False, allow_null=True)
+
+
+class TriageSerializer(serializers.Serializer):
+    risk = serializers.CharField()
+    policy = TriagePolicySerializer()
+    measured = TriageMeasuredSerializer(help_text=_("Empty for a checkpoint without a measured policy."))
+    measured_by_set = serializers.DictField(child=TriageMeasuredSerializer())
+
+
+class RefusalCountSerializer(serializers.Serializer):
+    images = serializers.IntegerField()
+    refused = serializers.IntegerField()
+
+
+class GateRowSerializer(RefusalCountSerializer):
+    set = serializers.CharField()
+    dermatoscopic = serializers.BooleanField()
+    refused_share = serializers.FloatField()
+    per_class = serializers.DictField(child=RefusalCountSerializer(), required=False)
+
+
+class GateSerializer(serializers.Serializer):
+    threshold = serializers.FloatField()
+    refused = GateRowSerializer(many=True)
+    max_refusal = serializers.FloatField(allow_null=True)
+
+
+class ClassMetricsSerializer(serializers.Serializer):
+    precision = serializers.FloatField()
+    recall = serializers.FloatField()
+    f1 = serializers.FloatField()
+    auc = serializers.FloatField()
+    support = serializers.IntegerField()
+
+
+class AbstentionSerializer(serializers.Serializer):
+    threshold = serializers.FloatField()
+    coverage = serializers.FloatField()
+    accuracy = serializers.FloatField()
+    balanced_accuracy = serializers.FloatField()
+    classes = serializers.IntegerField()
+
+
+class EvaluationSerializer(RecordSerializer):
+    """One validation set's summary, as ``python -m ml.evaluate --record`` stored it (older checkpoints hold less)."""
+
+    n = serializers.IntegerField(required=False)
+    accuracy = serializers.FloatField(required=False)
+    balanced_accuracy = serializers.FloatField(required=False)
+    balanced_accuracy_ci95 = serializers.ListField(child=serializers.FloatField(), required=False)
+    macro_auc = serializers.FloatField(required=False)
+    malignant_auc = serializers.FloatField(required=False, allow_null=True)
+    ece = serializers.FloatField(required=False)
+    ece_uncalibrated = serializers.FloatField(required=False)
+    temperature = serializers.FloatField(required=False)
+    per_class = serializers.DictField(child=ClassMetricsSerializer(), required=False)
+    confusion_matrix = serializers.ListField(
+        child=serializers.ListField(child=serializers.IntegerField()), required=False
+    )
+    sources = serializers.ListField(child=serializers.CharField(), required=False)
+    abstention = AbstentionSerializer(many=True, required=False)
+    triage = TriageMeasuredSerializer(required=False)
+
+
+class DataSerializer(RecordSerializer):
+    """What the model was trained on; the folders it was read from stay on the machine that trained it."""
+
+    sources = serializers.DictField(
+        child=serializers.DictField(child=serializers.IntegerField()),
+        required=False,
+        help_text=_("Images per class of each source."),
+    )
+    images = serializers.IntegerField(required=False)
+    lesions = serializers.IntegerField(required=False)
+    split = serializers.CharField(required=False)
+    val_fraction = serializers.FloatField(required=False)
+    split_seed = serializers.IntegerField(required=False)
+    train_counts = serializers.DictField(child=serializers.IntegerField(), required=False)
+    val_counts = serializers.DictField(child=serializers.IntegerField(), required=False)
+    external_counts = serializers.DictField(child=serializers.IntegerField(), required=False)
+
+
+class ModelDescriptionSerializer(ModelSerializer, AnswerSerializer):
+    """The loaded model as ``/api/v1/model/`` describes it (``classifier.selectors.model_describe``)."""
+
+    classes = serializers.ListField(child=serializers.CharField(), help_text=_("In ISIC 2018 order."))
+    parameters = serializers.IntegerField()
+    preprocessing = PreprocessingSerializer()
+    calibration = CalibrationSerializer()
+    uncertain_below = serializers.FloatField()
+    triage = TriageSerializer()
+    gate = GateSerializer(allow_null=True, help_text=_("Null for a checkpoint without an out-of-distribution gate."))
+    metrics = serializers.DictField(child=EvaluationSerializer(), help_text=_("By validation set."))
+    data = DataSerializer()
 
 
 class ClassProbabilitySerializer(serializers.Serializer):
@@ -85,7 +229,7 @@ class ExplanationSerializer(serializers.Serializer):
     overlay_png_base64 = serializers.CharField(help_text=_("PNG of the heatmap over the 224×224 model input."))
 
 
-class PredictionSerializer(serializers.Serializer):
+class PredictionSerializer(AnswerSerializer):
     model = ModelSerializer()
     prediction = ClassProbabilitySerializer()
     probabilities = ClassProbabilitySerializer(many=True, help_text=_("All seven classes in ISIC 2018 order."))
@@ -97,16 +241,11 @@ class PredictionSerializer(serializers.Serializer):
         help_text=_("True when no class stands out enough to name one (rule and its accuracy: /api/v1/model/).")
     )
     explanation = serializers.SerializerMethodField(help_text=_("Only with ?explain=1."))
-    disclaimer = serializers.SerializerMethodField()
     elapsed_ms = serializers.FloatField(help_text=_("Time spent decoding, preprocessing and running the model."))
 
     @extend_schema_field(ExplanationSerializer(allow_null=True))
     def get_explanation(self, result: PredictionResult) -> dict | None:
         return _explanation_data(result)
-
-    @extend_schema_field(OpenApiTypes.STR)
-    def get_disclaimer(self, result) -> str:
-        return str(DISCLAIMER)
 
 
 def _explanation_data(result: PredictionResult) -> dict[str, str] | None:
@@ -124,9 +263,8 @@ class ErrorDetailSerializer(serializers.Serializer):
     )
 
 
-class ErrorSerializer(serializers.Serializer):
+class ErrorSerializer(AnswerSerializer):
     error = ErrorDetailSerializer()
-    disclaimer = serializers.CharField()
 
 
 class BatchItemSerializer(serializers.Serializer):
@@ -142,14 +280,10 @@ class BatchItemSerializer(serializers.Serializer):
 
     def to_representation(self, item):
         if item.error is not None:
-            return {
-                "name": item.name,
-                "error": error_body(item.error.code, item.error.message, item.error.detail)["error"],
-            }
+            return {"name": item.name, "error": item.error.as_dict()}
         return super().to_representation(item)
 
 
-class BatchSerializer(serializers.Serializer):
+class BatchSerializer(AnswerSerializer):
     model = ModelSerializer()
     results = BatchItemSerializer(many=True)
-    disclaimer = serializers.CharField()

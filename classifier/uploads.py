@@ -5,7 +5,6 @@ import io
 from django.conf import settings
 from django.core.files.uploadedfile import InMemoryUploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
-from django.utils.translation import gettext as _
 
 MEGABYTE = 1024 * 1024
 # Room for the multipart boundaries, part headers and the CSRF token around the file bytes.
@@ -18,12 +17,6 @@ def max_file_bytes() -> int:
 
 def max_request_bytes() -> int:
     return int(settings.DERMAI_MAX_REQUEST_MB * MEGABYTE)
-
-
-def too_large_message() -> str:
-    return _("The upload is larger than the %(mb)s MB limit for one request.") % {
-        "mb": f"{settings.DERMAI_MAX_REQUEST_MB:g}"
-    }
 
 
 def declared_too_large(request) -> bool:

@@ -13,19 +13,18 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_safe
 
 from classifier.documents import document_html
-from classifier.errors import PredictionError, error_body
+from classifier.errors import PredictionError, is_api_request, json_error, request_too_large
 from classifier.forms import UploadForm
+from classifier.lifecycle import model_ready
 from classifier.selectors import (
     class_recalls_list,
     example_cards_get,
     gate_refusals_list,
     model_describe,
     model_info_get,
-    model_ready,
 )
 from classifier.services import BatchItem, ImageUpload, example_prediction_create, prediction_create, predictions_create
 from classifier.throttles import AnonRateThrottle
-from classifier.uploads import too_large_message
 from ml.isic_csv import IsicCsvWriter, image_ids
 
 BATCH_CSV_EXTRA = ("prediction", "category", "risk", "refer", "inconclusive", "error", "model_version")
@@ -92,9 +91,9 @@ def render_home(request: HttpRequest, form: UploadForm | None = None, *, status:
 
 
 def render_too_large(request: HttpRequest) -> HttpResponse:
-    """The form again with the size error; used by the middleware before the body is read."""
+    """The form again with the size error: the page of :func:`too_large`."""
     form = UploadForm()
-    form.errors["image"] = form.error_class([too_large_message()])
+    form.errors["image"] = form.error_class([request_too_large().message])
     return render_home(request, form, status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
 
 
@@ -199,12 +198,9 @@ def about(request: HttpRequest) -> HttpResponse:
     return render(request, "classifier/about.html", context)
 
 
-def _api_error(request: HttpRequest, code: str) -> JsonResponse | None:
+def _api_error(request: HttpRequest, error: PredictionError | str) -> JsonResponse | None:
     """The JSON error for a request under /api/, or None for a page (Django's own page then)."""
-    if not request.path.startswith("/api/"):
-        return None
-    error = PredictionError(code)
-    return JsonResponse(error_body(code, error.message), status=error.status)
+    return json_error(error) if is_api_request(request) else None
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
@@ -217,6 +213,11 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 def server_error(request: HttpRequest) -> HttpResponse:
     return _api_error(request, "server_error") or defaults.server_error(request)
+
+
+def too_large(request: HttpRequest, exception: PredictionError) -> HttpResponse:
+    """A request declaring a body over the cap, refused by the middleware before it is read."""
+    return _api_error(request, exception) or render_too_large(request)
 
 
 @require_safe

@@ -192,7 +192,7 @@ DERMAI_TORCH_THREADS = env.int("DERMAI_TORCH_THREADS", default=1)
 DERMAI_UNCERTAIN_BELOW = env.float("DERMAI_UNCERTAIN_BELOW", default=0.5)
 
 REST_FRAMEWORK = {
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["classifier.renderers.JSONRenderer"],  # DRF's, with the disclaimer on every answer
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.MultiPartParser"],
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],

@@ -24,3 +24,5 @@ urlpatterns = [
 handler400 = "classifier.views.bad_request"
 handler404 = "classifier.views.not_found"
 handler500 = "classifier.views.server_error"
+# Not one of Django's: classifier.middleware answers a body declared over the upload cap with it.
+handler413 = "classifier.views.too_large"

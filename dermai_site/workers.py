@@ -1,11 +1,9 @@
 """gunicorn's synchronous worker, answering an API request it must abandon in the API's JSON."""
 
-import json
-
 from gunicorn import util
 from gunicorn.workers import sync
 
-from classifier.errors import PredictionError, error_body
+from classifier.errors import is_api_request, json_error
 
 
 class SyncWorker(sync.SyncWorker):
@@ -18,15 +16,15 @@ class SyncWorker(sync.SyncWorker):
     """
 
     def handle_error(self, req, client, addr, exc):
-        if not (isinstance(exc, SystemExit) and req is not None and req.path.startswith("/api/")):
+        if not (isinstance(exc, SystemExit) and req is not None and is_api_request(req)):
             return super().handle_error(req, client, addr, exc)
         self.log.error(
             "worker %s aborted during %s %s (timeout): answered 500 server_error", self.pid, req.method, req.path
         )
-        error = PredictionError("server_error")
-        body = json.dumps(error_body(error.code, error.message)).encode()
+        response = json_error("server_error")
+        body = response.content
         head = (
-            f"HTTP/1.1 {error.status.value} {error.status.phrase}\r\nConnection: close\r\n"
+            f"HTTP/1.1 {response.status_code} {response.reason_phrase}\r\nConnection: close\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         )
         try:

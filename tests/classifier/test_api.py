@@ -2,6 +2,7 @@ import base64
 import dataclasses
 import hashlib
 import io
+import json
 from http import HTTPStatus
 
 import pytest
@@ -9,10 +10,15 @@ import torch
 from django.urls import reverse
 from PIL import Image
 
+from classifier import api
+from classifier.lifecycle import predictor_get
 from classifier.models import LesionClass
-from classifier.selectors import model_describe, predictor_get
+from classifier.selectors import model_describe
 from ml import CLASS_CODES, preprocessing
+from ml.checkpoint import save_checkpoint
+from ml.model import SimpleBNConv
 from ml.negatives import non_lesion_images
+from ml.preprocessing import PreprocessConfig
 from tests.classifier.conftest import upload
 from tests.conftest import image_bytes
 
@@ -135,6 +141,30 @@ def test_model_description(client, settings):
     settings.DERMAI_UNCERTAIN_BELOW = 0.37
     assert client.get(reverse("api-model")).json()["uncertain_below"] == 0.37  # the configured value, reported
     assert "not a medical device" in body["disclaimer"]
+    assert body["preprocessing"] == json.loads(json.dumps(dataclasses.asdict(predictor_get()[0].preprocess)))
+
+
+def test_model_description_serves_no_machine_paths(client, settings, tmp_path):
+    path = tmp_path / "described.pt"
+    folders = ", ".join(str(tmp_path / name) for name in ("ham10000", "isic2019"))
+    data = {"source": folders, "images": 3, "split": "by lesion_id, stratified by class"}
+    save_checkpoint(path, model=SimpleBNConv(), preprocess=PreprocessConfig(), data=data)
+    settings.DERMAI_CHECKPOINT = path
+    response = client.get(reverse("api-model"))
+    assert response.status_code == HTTPStatus.OK
+    assert str(tmp_path) not in response.content.decode()
+    body = response.json()
+    assert body["data"] == {"images": 3, "split": "by lesion_id, stratified by class"}
+    assert body["gate"] is None and body["metrics"] == {} and body["triage"]["measured"] == {}
+
+
+def test_model_description_leaves_the_gates_recorded_paths_out(client, monkeypatch):
+    describe = model_describe()
+    gate = {**describe["gate"], "checkpoint": "/runs/gate/evidence.pt", "fit": {"pixels_from": "/data/ph2-fullres"}}
+    monkeypatch.setattr(api, "model_describe", lambda: {**describe, "gate": gate})
+    body = client.get(reverse("api-model")).json()
+    assert set(body["gate"]) == {"threshold", "refused", "max_refusal"}
+    assert body["gate"]["refused"] == describe["gate"]["refused"]
 
 
 def test_openapi_schema_and_docs(client):

@@ -12,8 +12,8 @@ from PIL import Image
 
 from classifier import services
 from classifier.documents import document_html
+from classifier.lifecycle import predictor_get
 from classifier.models import LesionClass
-from classifier.selectors import predictor_get
 from classifier.views import BATCH_CSV_EXTRA
 from ml import CLASS_CODES
 from ml.negatives import non_lesion_images
