@@ -1,29 +1,41 @@
 """Grad-CAM: which part of the image drove the prediction (Selvaraju et al., ICCV 2017)."""
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from ml.efficientnet import EfficientNetLite0
 from ml.model import SimpleBNConv
 
 
-def grad_cam(model: SimpleBNConv, x: torch.Tensor, *, target: int) -> torch.Tensor:
-    """A H×W map in [0, 1] of where the last convolutional block supports class ``target``.
+def grad_cam(model: torch.nn.Module, x: torch.Tensor, *, target: int) -> torch.Tensor:
+    """A H×W map in [0, 1] of where the last convolutional feature map supports class ``target``.
 
-    ``x`` is one normalized 1×3×H×W input. The map is taken from the last block before its
-    final pooling (14×14 for a 224 input) and upsampled to the input size.
+    ``x`` is one normalized 1×3×H×W input. For SimpleBNConv the map is the last block's before its
+    final pooling (14×14 for a 224 input), for EfficientNet-Lite0 the head's (6×6 at 192 pixels);
+    it is upsampled to the input size.
     """
     model.eval()
+    body, head = _cam_layers(model)
     with torch.enable_grad():
-        activations = model.features[:-1](x).detach().requires_grad_(True)
-        logits = model.classifier(model.features[-1](activations))
-        (gradients,) = torch.autograd.grad(logits[0, target], activations)
+        activations = body(x).detach().requires_grad_(True)
+        (gradients,) = torch.autograd.grad(head(activations)[0, target], activations)
     weights = gradients.mean(dim=(2, 3), keepdim=True)
     cam = F.relu((weights * activations).sum(dim=1, keepdim=True)).detach()
     cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
     return cam / cam.max() if cam.max() > 0 else cam
+
+
+def _cam_layers(model: torch.nn.Module) -> tuple[Callable, Callable]:
+    """The model up to the feature map Grad-CAM reads, and from that map to the logits."""
+    if isinstance(model, EfficientNetLite0):
+        return model.features, model.classify
+    if isinstance(model, SimpleBNConv):
+        return model.features[:-1], lambda a: model.classifier(model.features[-1](a))
+    raise TypeError(f"no Grad-CAM for {type(model).__name__}")
 
 
 # The centre of an image: the ellipse whose half-axes are this share of the image's half-width and
@@ -92,7 +104,7 @@ def overlay(
     return ((1 - alpha) * pixels.float() + alpha * colours).round().clamp(0, 255).to(torch.uint8)
 
 
-def explain(model: SimpleBNConv, x: torch.Tensor, pixels: torch.Tensor, *, target: int) -> Explanation:
+def explain(model: torch.nn.Module, x: torch.Tensor, pixels: torch.Tensor, *, target: int) -> Explanation:
     """Grad-CAM of class ``target`` for one normalized 1×3×H×W input ``x``, over its 3×H×W uint8 ``pixels``."""
     cam = grad_cam(model, x, target=target)
     share = centre_share(cam)

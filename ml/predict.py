@@ -17,7 +17,7 @@ from ml.explain import Explanation, explain
 from ml.gate import gate_features
 from ml.guard import out_of_scope_error, out_of_scope_reason
 from ml.isic_csv import IsicCsvWriter, image_ids
-from ml.model import SimpleBNConv, fold_for_inference, forward_with_features
+from ml.model import fold_for_inference, forward_with_features
 from ml.preprocessing import ImageError, PreprocessConfig, decode, normalize, prepare, reduce_to_source
 
 
@@ -67,10 +67,6 @@ class Predictor:
 
     def __init__(self, checkpoint: Path) -> None:
         loaded = load_checkpoint(checkpoint)
-        if not isinstance(loaded.model, SimpleBNConv):  # Grad-CAM and the folded fast path need its layers
-            raise CheckpointError(
-                f"{str(checkpoint)!r} holds architecture {loaded.meta['arch']}; only SimpleBNConv is served"
-            )
         self.model = loaded.model  # the trained layers, for Grad-CAM
         self.inference_model = fold_for_inference(loaded.model)  # the same logits, faster
         self.preprocess = loaded.preprocess

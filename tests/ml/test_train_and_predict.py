@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ml import CLASS_CODES
 from ml.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -14,7 +15,7 @@ from ml.efficientnet import EfficientNetConfig, EfficientNetLite0, load_imagenet
 from ml.evaluate import evaluate_checkpoint
 from ml.evaluate import main as evaluate_main
 from ml.model import fold_for_inference
-from ml.predict import Predictor
+from ml.predict import Predictor, predict_logits
 from ml.predict import main as predict_main
 from ml.preprocessing import PreprocessConfig
 from ml.train import TrainConfig, learning_rate_schedule, rank_share, train
@@ -249,6 +250,25 @@ def test_a_student_learns_from_its_teacher(examples_dir, tmp_path, teacher_check
     student = torch.load(tmp_path / "student.pt", map_location="cpu", weights_only=True)
     assert student["training"]["teacher"] == str(teacher_checkpoint)
     assert plain["training"]["teacher"] is None
+    # Same seed, same draws: only the teacher's soft targets can make the weights differ.
+    assert any(not torch.equal(plain["state_dict"][k], v) for k, v in student["state_dict"].items())
+
+
+def test_a_student_trained_only_on_soft_targets_moves_towards_its_teacher(examples_dir, tmp_path, teacher_checkpoint):
+    config = TrainConfig(epochs=3, batch_size=4, lr=3e-3, warmup_epochs=0, distill_weight=1.0)
+    train(data=examples_dir, out=tmp_path / "plain.pt", config=config)
+    train(data=examples_dir, out=tmp_path / "student.pt", config=config, teacher=teacher_checkpoint)
+    teacher = load_checkpoint(teacher_checkpoint)
+    x = torch.stack([Predictor(teacher_checkpoint).read(p.read_bytes()) for p in sorted(examples_dir.glob("**/*.jpg"))])
+    with torch.no_grad():
+        target = torch.log_softmax(predict_logits(teacher.model, x, preprocess=teacher.preprocess), dim=1)
+
+    def divergence(path):
+        loaded = load_checkpoint(path)
+        logits = predict_logits(loaded.model, x, preprocess=loaded.preprocess)
+        return float(F.kl_div(torch.log_softmax(logits, dim=1), target, log_target=True, reduction="batchmean"))
+
+    assert divergence(tmp_path / "student.pt") < divergence(tmp_path / "plain.pt")
 
 
 def test_with_a_teacher_the_loss_mixes_in_the_soft_targets():
@@ -310,9 +330,14 @@ def test_init_from_another_architecture_is_refused(examples_dir, tmp_path, teach
         train(data=examples_dir, out=tmp_path / "x.pt", config=TrainConfig(epochs=1), init=teacher_checkpoint)
 
 
-def test_a_teacher_checkpoint_is_not_served(teacher_checkpoint):
-    with pytest.raises(CheckpointError, match="holds architecture EfficientNetLite0; only SimpleBNConv is served"):
-        Predictor(teacher_checkpoint)
+def test_a_teacher_checkpoint_is_served_with_probabilities_and_grad_cam(teacher_checkpoint, example_image):
+    predictor = Predictor(teacher_checkpoint)
+    pixels = predictor.read(example_image)
+    assessment = predictor.assess(pixels.unsqueeze(0))
+    torch.testing.assert_close(assessment.probabilities.sum(dim=1), torch.ones(1))
+    torch.testing.assert_close(assessment.probabilities, predictor.probabilities(pixels.unsqueeze(0)))
+    explanation = predictor.explain(pixels, target=int(assessment.probabilities.argmax()))
+    assert explanation.overlay.shape == pixels.shape and explanation.overlay.dtype == torch.uint8
 
 
 def test_out_is_written_only_once_calibrated(examples_dir, tmp_path, monkeypatch):
