@@ -3,9 +3,12 @@ Timings are not asserted; they are measurements, quoted in docs/benchmarks.md.""
 
 import json
 
+import pytest
 import torch
 
 from benchmarks import common, latency
+
+pytestmark = pytest.mark.slow  # runs the benchmark, briefly
 
 
 def test_latency_benchmark_times_both_pipelines_on_both_images(tmp_path, monkeypatch):

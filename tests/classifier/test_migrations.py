@@ -58,6 +58,7 @@ def test_akiec_text_names_squamous_cell_carcinoma_unless_an_admin_edited_it():
     assert spanish.description == "Editado en el admin."
 
 
+@pytest.mark.slow  # migrates a copy of the project in a subprocess
 def test_migrate_works_on_a_fresh_checkout_with_a_secret_key_and_the_default_sqlite(tmp_path):
     # A checkout without var/: the settings and manage.py copied (BASE_DIR is where settings.py
     # lies), everything else linked.

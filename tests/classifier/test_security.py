@@ -19,19 +19,33 @@ def _deploy_check(**env: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True)
 
 
-def test_deploy_checks_pass_in_production():
-    result = _deploy_check(DJANGO_SECURE="true", DJANGO_ALLOWED_HOSTS="dermai.example.org")
+PRODUCTION = {"DJANGO_SECURE": "true", "DJANGO_ALLOWED_HOSTS": "dermai.example.org"}
+
+
+@pytest.mark.slow  # each case boots Django in a subprocess
+@pytest.mark.parametrize(
+    "env",
+    [
+        PRODUCTION,
+        {
+            **PRODUCTION,
+            "DJANGO_SECURE_SSL_REDIRECT": "false",
+            "DJANGO_SECURE_PROXY_SSL_HEADER": "HTTP_X_FORWARDED_PROTO,https",
+        },
+        {**PRODUCTION, "DJANGO_SECURE_HSTS_PRELOAD": "true", "DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS": "true"},
+    ],
+    ids=["production", "behind-a-tls-proxy", "hsts-preload-and-subdomains"],
+)
+def test_deploy_checks_pass(env):
+    result = _deploy_check(**env)
     assert result.returncode == 0, result.stderr
 
 
-def test_deploy_checks_pass_behind_a_tls_proxy():
-    result = _deploy_check(
-        DJANGO_SECURE="true",
-        DJANGO_SECURE_SSL_REDIRECT="false",
-        DJANGO_SECURE_PROXY_SSL_HEADER="HTTP_X_FORWARDED_PROTO,https",
-        DJANGO_ALLOWED_HOSTS="dermai.example.org",
-    )
-    assert result.returncode == 0, result.stderr
+@pytest.mark.slow
+def test_deploy_checks_flag_the_local_defaults():
+    result = _deploy_check()
+    assert result.returncode != 0
+    assert "SECURE_HSTS_SECONDS" in result.stderr
 
 
 def _check_in_production(**env: str) -> subprocess.CompletedProcess:
@@ -70,14 +84,8 @@ def test_production_settings_refuse_to_start_with_a_weak_secret_key(key):
     assert key not in line  # the secret itself is never printed
 
 
+@pytest.mark.slow
 def test_hsts_subdomains_and_preload_are_opt_in():
-    result = _deploy_check(
-        DJANGO_SECURE="true",
-        DJANGO_ALLOWED_HOSTS="dermai.example.org",
-        DJANGO_SECURE_HSTS_PRELOAD="true",
-        DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS="true",
-    )
-    assert result.returncode == 0, result.stderr
     command = [
         sys.executable,
         "-c",
@@ -92,12 +100,6 @@ def test_hsts_subdomains_and_preload_are_opt_in():
         command, cwd=ROOT, env={**environment, "DJANGO_SECURE": "true"}, capture_output=True, text=True
     )
     assert default.stdout.split() == ["False", "False"]
-
-
-def test_deploy_checks_flag_the_local_defaults():
-    result = _deploy_check()
-    assert result.returncode != 0
-    assert "SECURE_HSTS_SECONDS" in result.stderr
 
 
 @pytest.mark.django_db

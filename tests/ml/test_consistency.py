@@ -32,6 +32,7 @@ def test_the_folded_model_is_what_serves_and_answers_like_the_trained_one(traine
     assert torch.allclose(predictor.assess(pixels).probabilities, expected, atol=1e-5)
 
 
+@pytest.mark.slow  # trains
 def test_averaged_weights_get_batchnorm_statistics_of_their_own_activations():
     # The EMA's BatchNorm statistics once averaged the initial values in, which made the EMA's
     # validation scores meaningless: they must be the activations' own, recomputed.

@@ -80,7 +80,10 @@ def _noise_photos(n: int) -> list[bytes]:
 
 @pytest.fixture(scope="module")
 def gated(tmp_path_factory):
-    """A tiny two-source checkpoint whose gate `ml.fit_gate` fitted against generated noise photos."""
+    """A tiny two-source checkpoint whose gate `ml.fit_gate` fitted against generated noise photos.
+
+    Training and fitting take most of a minute: the tests that use it are marked slow.
+    """
     from ml.train import TrainConfig, train
     from tests.conftest import EXAMPLES, write_isic2019
 
@@ -105,6 +108,7 @@ def gated(tmp_path_factory):
     return checkpoint, [EXAMPLES, isic], report
 
 
+@pytest.mark.slow
 def test_fit_gate_stores_a_gate_and_reports_every_set(gated):
     checkpoint, _, report = gated
     gate = load_checkpoint(checkpoint).gate
@@ -121,6 +125,7 @@ def test_fit_gate_stores_a_gate_and_reports_every_set(gated):
             assert sum(c["images"] for c in row["per_class"].values()) == row["images"]
 
 
+@pytest.mark.slow
 def test_the_served_gate_scores_what_the_fit_scored(gated):
     # Features computed in Predictor.assess (the web path) must be those the gate was fitted and
     # thresholded on, or the threshold means nothing.
@@ -136,6 +141,7 @@ def test_the_served_gate_scores_what_the_fit_scored(gated):
     assert torch.equal(served.out_of_scope, served.gate_scores < loaded.gate.threshold)
 
 
+@pytest.mark.slow
 def test_a_gate_that_reads_other_features_is_refused_at_load_not_at_the_first_request(gated, tmp_path):
     checkpoint, _, _ = gated
     path = tmp_path / "stale.pt"
@@ -146,6 +152,7 @@ def test_a_gate_that_reads_other_features_is_refused_at_load_not_at_the_first_re
         Predictor(path)
 
 
+@pytest.mark.slow
 def test_the_gate_survives_recording_an_evaluation(gated, tmp_path):
     checkpoint, _, _ = gated
     path = tmp_path / "copy.pt"
@@ -157,6 +164,7 @@ def test_the_gate_survives_recording_an_evaluation(gated, tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(after.gate.state_dict().values(), before.gate.state_dict().values()))
 
 
+@pytest.mark.slow
 def test_the_pixel_network_can_be_reused_for_another_classifier(gated, tmp_path):
     checkpoint, data, _ = gated
     other = tmp_path / "other.pt"
@@ -173,6 +181,7 @@ def test_the_pixel_network_can_be_reused_for_another_classifier(gated, tmp_path)
     assert all(torch.equal(a, b) for a, b in zip(reused.state_dict().values(), original.state_dict().values()))
 
 
+@pytest.mark.slow
 def test_an_evidence_only_gate_needs_no_second_network(gated, tmp_path, examples_dir):
     checkpoint, data, _ = gated
     other = tmp_path / "evidence-only.pt"
@@ -188,6 +197,7 @@ def test_an_evidence_only_gate_needs_no_second_network(gated, tmp_path, examples
     assert torch.equal(assessment.out_of_scope, assessment.gate_scores < predictor.gate.threshold)
 
 
+@pytest.mark.slow
 def test_fit_gate_reports_a_full_resolution_folder_at_every_resolution(gated, tmp_path, examples_dir):
     checkpoint, data, _ = gated
     folder = tmp_path / "fullres"
@@ -252,6 +262,7 @@ def test_a_checkpoint_without_a_gate_refuses_nothing(trained_checkpoint):
     assert not predictor.assess(torch.stack([predictor.read(d) for d in _noise_photos(1)])).out_of_scope.any()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["keep", "mark", "skip"])
 def test_predict_cli_keeps_marks_or_skips_refused_images(gated, examples_dir, tmp_path, mode):
     checkpoint, _, _ = gated

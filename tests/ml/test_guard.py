@@ -7,6 +7,7 @@ from ml.preprocessing import ImageError, decode
 from tests.conftest import image_bytes
 
 
+@pytest.mark.slow  # hundreds of generated images
 def test_refuses_at_least_95_percent_of_generated_non_lesion_images():
     results = [
         (kind, out_of_scope_reason(decode(data))) for kind, data in non_lesion_images(per_kind=20, kinds=GRAPHICS)

@@ -20,6 +20,9 @@ from ml.predict import main as predict_main
 from ml.preprocessing import PreprocessConfig
 from ml.train import TrainConfig, learning_rate_schedule, rank_share, train
 
+# Training and evaluation pipelines on tiny data: seconds each, minutes together.
+pytestmark = pytest.mark.slow
+
 
 def test_training_writes_a_checkpoint_that_loads_safely(trained_checkpoint):
     raw = torch.load(trained_checkpoint, map_location="cpu", weights_only=True)

@@ -11,6 +11,9 @@ from ml.checkpoint import load_checkpoint
 from ml.evaluate import main as evaluate_main
 from ml.train import TrainConfig, selection_score, train
 
+# Trains and evaluates on two generated sources.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def two_source_checkpoint(tmp_path_factory):
