@@ -28,11 +28,12 @@ class LesionClass(models.Model):
     class Category(models.TextChoices):
         BENIGN = "benign", _("Benign")
         MALIGNANT = "malignant", _("Malignant")
-        PRECANCEROUS = "precancerous", _("Precancerous")
+        # AKIEC: actinic keratoses are precancers, but the class holds squamous cell carcinomas too.
+        PRECANCEROUS_OR_MALIGNANT = "precancerous_or_malignant", _("Precancerous or malignant")
 
     code = models.CharField(max_length=5, unique=True, choices=[(c, c) for c in CLASS_CODES])
     name = models.CharField(max_length=80)
-    category = models.CharField(max_length=12, choices=Category.choices)
+    category = models.CharField(max_length=32, choices=Category.choices)
     description = models.TextField(help_text=_("Plain language, shown on every result page."))
     reference_url = models.URLField(
         blank=True, validators=[validate_link], help_text=_("Optional link to a trustworthy patient resource.")

@@ -127,7 +127,7 @@ def test_classes_lists_the_admin_content(client):
     body = client.get(reverse("api-classes")).json()
     assert [c["code"] for c in body["classes"]] == list(CLASS_CODES)
     assert body["classes"][1]["name"] == "Common mole"
-    assert {c["category"] for c in body["classes"]} == {"benign", "malignant", "precancerous"}
+    assert {c["category"] for c in body["classes"]} == {"benign", "malignant", "precancerous_or_malignant"}
     assert "not a medical device" in body["disclaimer"]
 
 

@@ -20,7 +20,7 @@ def test_data_migration_seeds_the_seven_classes():
     assert sorted(r.code for r in rows) == sorted(CLASS_CODES)
     categories = {r.code: r.category for r in rows}
     assert categories["MEL"] == categories["BCC"] == "malignant"
-    assert categories["AKIEC"] == "precancerous"
+    assert categories["AKIEC"] == "precancerous_or_malignant"  # it holds squamous cell carcinomas (migration 0009)
     assert {categories[c] for c in ("NV", "BKL", "DF", "VASC")} == {"benign"}
     assert all(len(r.description) > 80 and r.reference_url.startswith("https://") for r in rows)
 
@@ -59,6 +59,25 @@ def test_akiec_text_names_squamous_cell_carcinoma_unless_an_admin_edited_it():
 
 
 @pytest.mark.slow  # migrates a copy of the project in a subprocess
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_akiec_becomes_precancerous_or_malignant_and_back():
+    before = ("classifier", "0008_reference_url_http_or_https")
+    after = ("classifier", "0009_akiec_precancerous_or_malignant")
+    executor = MigrationExecutor(connection)
+    executor.migrate([before])
+    old_apps = executor.loader.project_state([before]).apps
+    old_apps.get_model("classifier", "LesionClass").objects.filter(code="AKIEC").update(category="precancerous")
+    executor = MigrationExecutor(connection)
+    executor.migrate([after])
+    assert LesionClass.objects.get(code="AKIEC").category == "precancerous_or_malignant"
+    executor = MigrationExecutor(connection)
+    executor.migrate([before])
+    old_apps = executor.loader.project_state([before]).apps
+    assert old_apps.get_model("classifier", "LesionClass").objects.get(code="AKIEC").category == "precancerous"
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
 def test_migrate_works_on_a_fresh_checkout_with_a_secret_key_and_the_default_sqlite(tmp_path):
     # A checkout without var/: the settings and manage.py copied (BASE_DIR is where settings.py
     # lies), everything else linked.
