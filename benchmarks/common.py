@@ -1,25 +1,27 @@
-"""Shared pieces of the benchmarks: test images, a gunicorn server on loopback, a tiny HTTP client."""
+"""Shared pieces of the benchmarks: test images, a tiny HTTP client, what gunicorn costs.
+
+The servers themselves come from ``tests.support.servers``, which the tests launch too.
+"""
 
 import http.client
 import io
 import json
 import os
 import platform
-import signal
 import statistics
-import subprocess
-import sys
-import time
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
 from PIL import Image
 
+from tests.support.servers import HOST, worker_pids
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 LESION = ROOT / "examples" / "images" / "ISIC_0024306.jpg"
-HOST, PORT = "127.0.0.1", 8765
+PORT = 8765  # gunicorn; nginx, where a benchmark starts it, on the next port
+# The load comes from one address: the throttle would refuse most of it.
+UNTHROTTLED = {"DERMAI_THROTTLE_ANON": "1000000/minute"}
 
 
 def lesion_jpeg(size: tuple[int, int]) -> bytes:
@@ -51,104 +53,48 @@ def save(name: str, data: dict) -> Path:
     return path
 
 
-@contextmanager
-def gunicorn(workers: int = 2):
-    """gunicorn from the repository's config on loopback; yields (master pid, seconds until /readyz)."""
-    env = {
-        **os.environ,
-        "DERMAI_BIND": f"{HOST}:{PORT}",
-        "WEB_CONCURRENCY": str(workers),
-        "DERMAI_THROTTLE_ANON": "1000000/minute",
-    }
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
-    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "--access-logfile", "/dev/null"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        while get("/readyz")[0] != 200:
-            if process.poll() is not None or time.perf_counter() - started > 120:
-                raise RuntimeError("gunicorn did not become ready")
-            time.sleep(0.05)
-        yield process.pid, time.perf_counter() - started
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
+def multipart(files: list[tuple[str, bytes]], *, field: str = "image") -> tuple[bytes, str]:
+    """A multipart/form-data body with each (file name, bytes) under ``field``; and its content type."""
+    boundary = uuid.uuid4().hex
+    parts = [
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + data
+        + b"\r\n"
+        for name, data in files
+    ]
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
-def get(path: str, *, port: int = PORT) -> tuple[int, bytes]:
+def request(
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    *,
+    port: int = PORT,
+    source: str = HOST,
+    timeout: float = 60,
+) -> tuple[int, bytes, http.client.HTTPMessage]:
+    """One request on a fresh connection from the loopback address ``source``: status, body and
+    headers (0, no body, no headers for a connection error or a timeout)."""
+    connection = http.client.HTTPConnection(HOST, port, timeout=timeout, source_address=(source, 0))
     try:
-        connection = http.client.HTTPConnection(HOST, port, timeout=30)
-        connection.request("GET", path)
+        connection.request(method, path, body, headers or {})
         response = connection.getresponse()
-        return response.status, response.read()
-    except OSError:
-        return 0, b""
+        return response.status, response.read(), response.msg
+    except (OSError, http.client.HTTPException):  # refused, reset, timed out, cut off mid-answer
+        return 0, b"", http.client.HTTPMessage()
+    finally:
+        connection.close()
 
 
 def post_image(data: bytes, name: str = "lesion.jpg", path: str = "/api/v1/predictions/", *, port: int = PORT) -> int:
     """POST one multipart upload; returns the status (0 for a connection error)."""
-    boundary = uuid.uuid4().hex
-    body = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\n'
-            f"Content-Type: application/octet-stream\r\n\r\n"
-        ).encode()
-        + data
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    try:
-        connection = http.client.HTTPConnection(HOST, port, timeout=30)
-        connection.request("POST", path, body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
-        response = connection.getresponse()
-        response.read()
-        return response.status
-    except OSError:
-        return 0
-
-
-@contextmanager
-def nginx(upstream: str, port: int, folder: Path):
-    """Debian's nginx with deploy/nginx/dermai.conf on ``port``, in front of ``upstream`` (host:port).
-
-    Its configuration, pid file and temporary files live in ``folder``; yields the nginx process.
-    """
-    site = (ROOT / "deploy" / "nginx" / "dermai.conf").read_text()
-    site = site.replace("127.0.0.1:8000", upstream).replace("listen 8080;", f"listen {HOST}:{port};")
-    site = site.replace("/srv/dermai/staticfiles/", f"{ROOT / 'static'}/")
-    temp = "".join(
-        f"{name}_temp_path {folder / name};\n" for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    config = folder / "nginx.conf"
-    config.write_text(
-        ("user root;\n" if os.geteuid() == 0 else "")  # its workers must reach the files in folder
-        + f"daemon off;\nworker_processes 1;\npid {folder}/nginx.pid;\nerror_log {folder}/error.log;\n"
-        + "events { worker_connections 256; }\nhttp {\naccess_log off;\n"
-        + temp
-        + site
-        + "\n}\n"
-    )
-    process = subprocess.Popen(["nginx", "-c", str(config), "-p", str(folder)], stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 20
-        while get("/healthz", port=port)[0] != 200:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"nginx did not start: {process.stderr.read().decode()[-2000:]}")
-            time.sleep(0.1)
-        yield process
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-def worker_pids(master: int) -> list[int]:
-    children = Path(f"/proc/{master}/task/{master}/children")
-    return [int(pid) for pid in children.read_text().split()] if children.exists() else []
+    body, content_type = multipart([(name, data)])
+    return request("POST", path, body, {"Content-Type": content_type}, port=port, timeout=30)[0]
 
 
 def server_cpu_seconds(master: int) -> tuple[float, float]:

@@ -6,15 +6,16 @@ import threading
 import time
 
 from benchmarks.common import (
-    gunicorn,
+    PORT,
+    UNTHROTTLED,
     lesion_jpeg,
     memory_mb,
     post_image,
     save,
     server_cpu_seconds,
     summary,
-    worker_pids,
 )
+from tests.support.servers import gunicorn, worker_pids
 
 
 def load(data: bytes, *, concurrency: int, seconds: float, master: int) -> dict:
@@ -66,7 +67,7 @@ class InProcess:
 
         from dermai_site.memory import keep_freed_memory
         from ml import SHIPPED_CHECKPOINT
-        from ml.predict import Predictor
+        from ml.inference import Predictor
 
         keep_freed_memory()
         torch.set_num_threads(1)
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     data = lesion_jpeg((600, 450))
     reference = InProcess(data)
-    with gunicorn(workers=2) as (master, cold_start):
+    with gunicorn(PORT, workers=2, env=UNTHROTTLED) as (master, cold_start):
         print(f"cold start: gunicorn launch → /readyz answering in {cold_start:.2f} s")
         rows = [load(data, concurrency=c, seconds=args.seconds, master=master) for c in args.concurrency]
         peak = max(rows, key=lambda row: row["requests_per_s"])

@@ -7,39 +7,19 @@ import itertools
 import os
 import signal
 import socket
-import struct
 import tempfile
 import threading
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from benchmarks.common import HOST, PORT, gunicorn, lesion_jpeg, nginx, post_image, rss_mb, save, worker_pids
+from benchmarks.common import PORT, UNTHROTTLED, lesion_jpeg, post_image, rss_mb, save
+from tests.support.hostile import scan_bomb, zero_png
+from tests.support.servers import HOST, gunicorn, nginx, worker_pids
 
 PROXY_PORT = PORT + 1
-
-
-def scan_bomb(extra_scans: int = 2000) -> bytes:
-    """A small progressive JPEG whose last scan is repeated: thousands of scans in tens of kilobytes."""
-    buffer = io.BytesIO()
-    Image.open(io.BytesIO(lesion_jpeg((96, 72)))).save(buffer, "JPEG", progressive=True, quality=90)
-    data = buffer.getvalue()
-    last_scan = data.rindex(b"\xff\xda")
-    return data[:-2] + data[last_scan:-2] * extra_scans + b"\xff\xd9"
-
-
-def zero_png(side: int = 7000) -> bytes:
-    """An all-black side×side PNG: ~150 kB that would decode to side² × 3 bytes."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    rows = zlib.compress(b"".join(b"\0" + bytes(3 * side) for _ in range(side)), 9)
-    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
 
 
 def noise_jpeg() -> bytes:
@@ -87,7 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
     unexpected = 0
     lock = threading.Lock()
     folder = Path(tempfile.mkdtemp(prefix="dermai-soak-"))
-    with gunicorn(workers=2) as (master, _), nginx(f"{HOST}:{PORT}", PROXY_PORT, folder):
+    with gunicorn(PORT, workers=2, env=UNTHROTTLED) as (master, _), nginx(f"{HOST}:{PORT}", PROXY_PORT, folder):
         deadline = time.perf_counter() + args.seconds
         staller = threading.Thread(target=stall, args=(args.seconds,))
         staller.start()

@@ -1,7 +1,6 @@
 """Shared fixtures: the committed example images and images generated on the fly."""
 
 import io
-import zlib
 from pathlib import Path
 
 import pytest
@@ -35,47 +34,6 @@ def photo_jpeg(size: tuple[int, int] = (4032, 3024), **save) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(coarse).resize(size, Image.Resampling.BILINEAR).save(buffer, format="JPEG", quality=90, **save)
     return buffer.getvalue()
-
-
-# Hostile files that stay inside every size limit and cost a worker seconds to read.
-
-
-def jpeg_with(data: bytes, extra: bytes, *, before_scan: int = 0) -> bytes:
-    """The JPEG ``data`` with ``extra`` bytes inserted before its scan number ``before_scan`` (0: the first)."""
-    at = -1
-    for _ in range(before_scan + 1):
-        at = data.index(b"\xff\xda", at + 1)
-    return data[:at] + extra + data[at:]
-
-
-def jpeg_claiming(data: bytes, size: tuple[int, int], *, extra_scans: int = 0) -> bytes:
-    """The JPEG ``data`` with its frame header rewritten to claim ``size`` and its last scan repeated
-    ``extra_scans`` times: a large, many-scan JPEG in a few kilobytes."""
-    frame = next(data.index(marker) for marker in (b"\xff\xc0", b"\xff\xc2") if marker in data)
-    width, height = size
-    data = data[: frame + 5] + height.to_bytes(2, "big") + width.to_bytes(2, "big") + data[frame + 9 :]
-    last_scan = data.rindex(b"\xff\xda")
-    return data[:-2] + data[last_scan:-2] * extra_scans + b"\xff\xd9"
-
-
-def png_in_chunks(count: int) -> bytes:
-    """A valid 100×100 PNG of noise whose image data is split into ``count`` tiny IDAT chunks."""
-    import numpy as np
-
-    buffer = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (100, 100, 3), dtype=np.uint8)).save(buffer, "PNG")
-    data, chunks, position = buffer.getvalue(), [], 8
-    while position < len(data):
-        length = int.from_bytes(data[position : position + 4], "big")
-        chunks.append((data[position + 4 : position + 8], data[position + 8 : position + 8 + length]))
-        position += 12 + length
-    pixels = b"".join(body for kind, body in chunks if kind == b"IDAT")
-    step = -(-len(pixels) // count)
-    pieces = [(b"IDAT", pixels[i : i + step]) for i in range(0, len(pixels), step)]
-    chunks = [chunks[0], *pieces, (b"IEND", b"")]  # IHDR, the pieces, IEND
-    return data[:8] + b"".join(
-        len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big") for kind, body in chunks
-    )
 
 
 @pytest.fixture(autouse=True)

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.common import nginx as proxy
 from tests.classifier.conftest import lesion_png
+from tests.support.servers import nginx as proxy
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow

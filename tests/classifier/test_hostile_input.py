@@ -11,11 +11,11 @@ import pytest
 from django.urls import reverse
 from PIL import Image
 
-from benchmarks.soak import zero_png
 from classifier import services
 from ml.preprocessing import decoding_cost
 from tests.classifier.conftest import upload
-from tests.conftest import EXAMPLES, jpeg_claiming, jpeg_with, photo_jpeg, png_in_chunks
+from tests.conftest import EXAMPLES, photo_jpeg
+from tests.support.hostile import flat_webp, jpeg_claiming, jpeg_with, png_in_chunks, zero_png
 
 LESION = EXAMPLES / "images" / "ISIC_0024306.jpg"
 
@@ -62,12 +62,6 @@ def _animated(fmt: str) -> bytes:
     frames = [Image.open(LESION).convert("RGB"), Image.open(LESION).convert("RGB").rotate(90)]
     buffer = io.BytesIO()
     frames[0].save(buffer, format=fmt, save_all=True, append_images=frames[1:], duration=100, loop=0)
-    return buffer.getvalue()
-
-
-def _flat_webp(size: tuple[int, int]) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, (200, 120, 100)).save(buffer, format="WEBP", lossless=True)
     return buffer.getvalue()
 
 
@@ -279,7 +273,7 @@ COSTLY = {
     "jpeg-5000-comments": (jpeg_with(LESION.read_bytes(), b"\xff\xfe\x00\x02" * 5000), "too_complex"),
     "png-of-5000-chunks": (png_in_chunks(5000), "too_complex"),
     "progressive-jpeg-4000x4000-of-20-scans": (jpeg_claiming(PROGRESSIVE, (4000, 4000), extra_scans=10), "too_complex"),
-    "lossless-webp-2049x2048": (_flat_webp((2049, 2048)), "too_many_pixels"),
+    "lossless-webp-2049x2048": (flat_webp((2049, 2048)), "too_many_pixels"),
 }
 
 

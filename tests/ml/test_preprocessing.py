@@ -19,7 +19,8 @@ from ml.preprocessing import (
     shades_of_gray,
     to_pixels,
 )
-from tests.conftest import EXAMPLES, image_bytes, jpeg_claiming, jpeg_with, photo_jpeg, png_in_chunks
+from tests.conftest import EXAMPLES, image_bytes, photo_jpeg
+from tests.support.hostile import jpeg_claiming, jpeg_with, png_in_chunks
 
 
 def preprocess(data: bytes) -> torch.Tensor:
