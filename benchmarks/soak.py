@@ -316,6 +316,7 @@ def main(argv: list[str] | None = None) -> dict:
         "seconds_over_rss_ceiling": sum(1 for value in rss if value > RSS_CEILING_MB),
         "worker_processes_seen": len(pids_seen),
         **gunicorn_log_counts(log),
+        "gunicorn_log": str(log),
     }
     if args.kill_worker:
         server |= {"killed_worker": killed, "killed_worker_replaced": replaced}
@@ -412,7 +413,7 @@ def report(args: argparse.Namespace, recorder: Recorder, hostile: list[Upload], 
     )
     print(
         f"5xx: {server_errors} (JSON 500: {json_500}); worker timeouts in gunicorn's log: "
-        f"{result['worker_timeouts']}; connection errors: {lost}"
+        f"{result['worker_timeouts']} ({result['gunicorn_log']}); connection errors: {lost}"
     )
     print(f"unexpected statuses: {unexpected}; unexpected codes: {wrong_codes or 'none'}")
     slow = [name for name, seconds in targets.items() if name in tallies and max(tallies[name].seconds) > seconds]
