@@ -3,11 +3,11 @@
 import base64
 
 from django.utils.translation import gettext_lazy as _
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
 from classifier.models import LesionClass, safe_link
-from classifier.services import PredictionResult
+from classifier.services import BatchItem, PredictionResult
 
 
 class PredictionInputSerializer(serializers.Serializer):
@@ -201,7 +201,7 @@ class ModelDescriptionSerializer(ModelSerializer, AnswerSerializer):
 class ClassProbabilitySerializer(serializers.Serializer):
     code = serializers.CharField()
     name = serializers.CharField()
-    category = serializers.CharField()
+    category = serializers.ChoiceField(choices=LesionClass.Category.choices)
     probability = serializers.FloatField()
 
 
@@ -229,8 +229,10 @@ class ExplanationSerializer(serializers.Serializer):
     overlay_png_base64 = serializers.CharField(help_text=_("PNG of the heatmap over the 224×224 model input."))
 
 
-class PredictionSerializer(AnswerSerializer):
-    model = ModelSerializer()
+class ResultSerializer(serializers.Serializer):
+    """One classified image (a :class:`~classifier.services.PredictionResult`): the fields that the single
+    answer and each file of a batch share, and that the batch CSV reads (``classifier.views.batch_csv``)."""
+
     prediction = ClassProbabilitySerializer()
     probabilities = ClassProbabilitySerializer(many=True, help_text=_("All seven classes in ISIC 2018 order."))
     uncertain = serializers.BooleanField(
@@ -240,19 +242,26 @@ class PredictionSerializer(AnswerSerializer):
     inconclusive = serializers.BooleanField(
         help_text=_("True when no class stands out enough to name one (rule and its accuracy: /api/v1/model/).")
     )
+
+
+class ModelAnswerSerializer(AnswerSerializer):
+    """An answer given by the loaded model, which it names first."""
+
+    model = ModelSerializer()
+
+
+class PredictionSerializer(ModelAnswerSerializer, ResultSerializer):
+    """The answer for one image: the model, the result, and what only a single image gets."""
+
     explanation = serializers.SerializerMethodField(help_text=_("Only with ?explain=1."))
     elapsed_ms = serializers.FloatField(help_text=_("Time spent decoding, preprocessing and running the model."))
 
     @extend_schema_field(ExplanationSerializer(allow_null=True))
     def get_explanation(self, result: PredictionResult) -> dict | None:
-        return _explanation_data(result)
-
-
-def _explanation_data(result: PredictionResult) -> dict[str, str] | None:
-    if not result.heatmap_png:
-        return None
-    encoded = base64.b64encode(result.heatmap_png).decode("ascii")
-    return {"method": "grad-cam", "code": result.prediction.code, "overlay_png_base64": encoded}
+        if not result.heatmap_png:
+            return None
+        encoded = base64.b64encode(result.heatmap_png).decode("ascii")
+        return {"method": "grad-cam", "code": result.prediction.code, "overlay_png_base64": encoded}
 
 
 class ErrorDetailSerializer(serializers.Serializer):
@@ -267,23 +276,41 @@ class ErrorSerializer(AnswerSerializer):
     error = ErrorDetailSerializer()
 
 
-class BatchItemSerializer(serializers.Serializer):
+class FileSerializer(serializers.Serializer):
     name = serializers.CharField(help_text=_("The uploaded file name."))
-    prediction = ClassProbabilitySerializer(source="result.prediction", required=False)
-    probabilities = ClassProbabilitySerializer(source="result.probabilities", many=True, required=False)
-    uncertain = serializers.BooleanField(source="result.uncertain", required=False)
-    risk = RiskSerializer(source="result.risk", required=False)
-    inconclusive = serializers.BooleanField(source="result.inconclusive", required=False)
-    error = ErrorDetailSerializer(
-        required=False, help_text=_("Present instead of a result when the file was unusable.")
+
+
+class BatchResultSerializer(FileSerializer, ResultSerializer):
+    """A file of a batch that was classified: its name, then its result's fields."""
+
+    def to_representation(self, item: BatchItem) -> dict:
+        return {"name": item.name, **ResultSerializer(item.result, context=self.context).data}
+
+
+class BatchErrorSerializer(FileSerializer):
+    """A file of a batch that could not be classified: its name and its error, as a single image's."""
+
+    error = ErrorDetailSerializer(help_text=_("Present instead of a result when the file was unusable."))
+
+    def to_representation(self, item: BatchItem) -> dict:
+        return {"name": item.name, "error": item.error.as_dict()}
+
+
+class BatchSerializer(ModelAnswerSerializer):
+    """The answer for a batch: the model, then one item per file in upload order, a result or an error."""
+
+    results = serializers.SerializerMethodField()
+
+    @extend_schema_field(
+        PolymorphicProxySerializer(
+            component_name="BatchItem",
+            serializers=[BatchResultSerializer, BatchErrorSerializer],
+            resource_type_field_name=None,
+            many=True,
+        )
     )
-
-    def to_representation(self, item):
-        if item.error is not None:
-            return {"name": item.name, "error": item.error.as_dict()}
-        return super().to_representation(item)
-
-
-class BatchSerializer(AnswerSerializer):
-    model = ModelSerializer()
-    results = BatchItemSerializer(many=True)
+    def get_results(self, batch: dict) -> list[dict]:
+        return [
+            (BatchErrorSerializer if item.error is not None else BatchResultSerializer)(item, context=self.context).data
+            for item in batch["results"]
+        ]

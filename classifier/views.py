@@ -23,8 +23,10 @@ from classifier.selectors import (
     model_describe,
     model_info_get,
 )
+from classifier.serializers import ResultSerializer
 from classifier.services import BatchItem, ImageUpload, example_prediction_create, prediction_create, predictions_create
 from classifier.throttles import AnonRateThrottle
+from ml import CLASS_CODES
 from ml.isic_csv import IsicCsvWriter, image_ids
 
 BATCH_CSV_EXTRA = ("prediction", "category", "risk", "refer", "inconclusive", "error", "model_version")
@@ -33,27 +35,30 @@ BATCH_CSV_EXTRA = ("prediction", "category", "risk", "refer", "inconclusive", "e
 def batch_csv(items: list[BatchItem], *, model_version: str, delimiter: str = ",", decimal: str = ".") -> str:
     """The ISIC 2018 columns for every file, then the triage and, for a file that failed, its error code.
 
-    ``delimiter=";"`` and ``decimal=","`` give the file that a spreadsheet in a decimal-comma locale
-    (Excel in Spanish) splits into columns; the default is the ISIC file, commas and decimal points.
+    A classified file's cells are read by name from its result as the API answers it
+    (:class:`~classifier.serializers.ResultSerializer`). ``delimiter=";"`` and ``decimal=","`` give the
+    file that a spreadsheet in a decimal-comma locale (Excel in Spanish) splits into columns; the
+    default is the ISIC file, commas and decimal points.
     """
     buffer = io.StringIO()
     writer = IsicCsvWriter(buffer, extra=BATCH_CSV_EXTRA, delimiter=delimiter, decimal=decimal)
     for item, image in zip(items, image_ids([item.name for item in items])):
-        result = item.result
-        if result is None:
-            writer.row(image, None, "", "", "", "", "", item.error.code, model_version)
-            continue
-        writer.row(
-            image,
-            [p.probability for p in result.probabilities],
-            result.prediction.code,
-            result.prediction.category,
-            result.risk.probability,
-            int(result.risk.refer),
-            int(result.inconclusive),
-            "",
-            model_version,
-        )
+        cells: dict[str, object] = dict.fromkeys(BATCH_CSV_EXTRA, "") | {"model_version": model_version}
+        probabilities = None
+        if item.result is None:
+            cells["error"] = item.error.code
+        else:
+            result = ResultSerializer(item.result).data
+            by_code = {p["code"]: p["probability"] for p in result["probabilities"]}
+            probabilities = [by_code[code] for code in CLASS_CODES]
+            cells |= {
+                "prediction": result["prediction"]["code"],
+                "category": result["prediction"]["category"],
+                "risk": result["risk"]["probability"],
+                "refer": int(result["risk"]["refer"]),
+                "inconclusive": int(result["inconclusive"]),
+            }
+        writer.row(image, probabilities, *(cells[column] for column in BATCH_CSV_EXTRA))
     return buffer.getvalue()
 
 

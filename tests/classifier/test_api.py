@@ -245,6 +245,13 @@ def test_batch_matches_single_predictions(client, examples_dir):
             assert a["probability"] == pytest.approx(b["probability"], abs=1e-5)
 
 
+def test_a_batch_file_answers_with_a_single_images_result_under_its_name(client, example_image):
+    single = client.post(reverse("api-predictions"), {"image": upload(example_image, "a.jpg")}).json()
+    item = client.post(reverse("api-batch"), {"images": [upload(example_image, "a.jpg")]}).json()["results"][0]
+    result = {key: single[key] for key in ("prediction", "probabilities", "uncertain", "risk", "inconclusive")}
+    assert item == {"name": "a.jpg", **result}  # nothing else: no "error": null beside a result
+
+
 def test_batch_errors(client, example_image):
     _error(client.post(reverse("api-batch"), {}), HTTPStatus.BAD_REQUEST, "missing_file")
     files = [upload(example_image, f"{i}.jpg") for i in range(21)]
