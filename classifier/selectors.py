@@ -51,9 +51,9 @@ def class_recalls_get() -> dict[str, float]:
 
 
 def class_recalls_list() -> list[tuple[ClassContent, int]]:
-    """Each class with how many in 10 of its validation images the model finds (recorded classes only)."""
+    """Each class with how many in 100 of its validation images the model finds (recorded classes only)."""
     recalls = class_recalls_get()
-    return [(content, round(10 * recalls[code])) for code, content in class_contents_get().items() if code in recalls]
+    return [(content, round(100 * recalls[code])) for code, content in class_contents_get().items() if code in recalls]
 
 
 def triage_get() -> dict[str, Any]:

@@ -92,8 +92,10 @@ class Risk:
         return not self.refer and self.probability >= self.threshold / 2
 
 
-# Pages show the photo and its Grad-CAM this wide (or tall) at most, in the upload's aspect ratio.
+# Pages show the photo and its Grad-CAM this wide (or tall) at most, in the upload's aspect ratio,
+# and a thumbnail of the photo beside the verdict.
 DISPLAY_SIZE = 320
+THUMBNAIL_SIZE = 96
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,7 @@ class PredictionResult:
     risk: Risk
     inconclusive: bool  # no class stands out enough to name one (the triage policy's rule)
     preview_png: bytes = field(default=b"", repr=False)  # what the model saw, for the page; never stored
+    thumbnail_png: bytes = field(default=b"", repr=False)  # the same, small, beside the page's verdict
     heatmap_png: bytes = field(default=b"", repr=False)  # Grad-CAM overlay: pages in the preview's shape, API 224×224
     display_width: int = DISPLAY_SIZE  # the preview's size, in the uploaded image's aspect ratio
     display_height: int = DISPLAY_SIZE
@@ -226,6 +229,8 @@ def prediction_create(*, image: ImageUpload, preview: bool = False, explain: boo
     images: dict[str, Any] = {"display_height": display[0], "display_width": display[1]}
     if preview:
         images["preview_png"] = _png(resize(pixels, display))
+        small = THUMBNAIL_SIZE / DISPLAY_SIZE
+        images["thumbnail_png"] = _png(resize(pixels, (round(display[0] * small), round(display[1] * small))))
     if explain:
         explanation = predictor.explain(pixels, target=int(probs.argmax()))
         # Pages show it beside the preview, in the upload's aspect ratio; the API over the 224×224 model input.
@@ -323,7 +328,7 @@ def example_prediction_create(*, image_id: str) -> tuple[ExampleImage, Predictio
         result = prediction_create(
             image=ImageUpload(name=f"{image_id}.jpg", data=data, size=len(data)), preview=True, explain=True
         )
-        images = ("preview_png", "heatmap_png", "display_width", "display_height", "heat_off_centre")
+        images = ("preview_png", "thumbnail_png", "heatmap_png", "display_width", "display_height", "heat_off_centre")
         answer = {
             "probabilities": [p.probability for p in result.probabilities],
             "elapsed_ms": result.elapsed_ms,

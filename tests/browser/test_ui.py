@@ -44,15 +44,15 @@ def test_upload_an_image_and_read_the_triage_card(page: Page, screenshot, axe):
     page.get_by_label("Dermatoscopic image(s)").set_input_files(LESION)
     page.get_by_role("button", name="Analyse image").click()
     card = page.locator(".triage-card")
-    expect(page.locator("h1")).to_contain_text("cancer or a precancer:")
-    expect(card.locator(".headline")).to_contain_text(re.compile("Most likely:|Inconclusive"))
+    expect(page.locator("h1")).to_contain_text(re.compile("DermAI (suggests|found)"))
+    expect(card.locator(".top3-heading")).to_contain_text(re.compile("Most likely:|none stands out"))
     expect(card.locator(".top3 li")).to_have_count(3)
-    expect(card.locator(".card-disclaimer")).to_contain_text("not a medical device")
+    expect(card.locator(".card-disclaimer")).to_contain_text("Not a medical device")
     assert card.bounding_box()["y"] < page.viewport_size["height"]  # the card is on the first screen
     rows = page.locator("table.bars tbody tr")
     expect(rows).to_have_count(7)
     values = rows.locator(".value").all_inner_texts()
-    assert all(re.fullmatch(r"\d+\.\d %", v) for v in values)  # the chart reads as text
+    assert all(re.fullmatch(r"(<1|>99|\d+)\u00a0%", v) for v in values)  # the chart reads as text, in whole percents
     names = rows.locator(".name").all_inner_texts()
     assert all(name.strip() for name in names)  # full names on every screen, not only codes
     expect(page.locator("dl.descriptions")).to_contain_text("A common mole")
@@ -69,8 +69,8 @@ def test_an_inconclusive_result_names_no_verdict(page: Page, monkeypatch, screen
     page.get_by_label("Dermatoscopic image(s)").set_input_files(LESION)
     page.get_by_role("button", name="Analyse image").click()
     card = page.locator(".triage-card")
-    expect(card.locator(".headline")).to_have_text("Inconclusive")
-    expect(card).to_contain_text("Show this lesion to a dermatologist.")
+    expect(card.locator(".verdict-more")).to_have_text("DermAI cannot tell which kind of spot this is.")
+    expect(card.locator("h1")).to_have_text("DermAI suggests showing this spot to a dermatologist.")
     expect(card.locator(".category")).to_have_count(0)  # no red or green label
     assert axe() == []
     screenshot("inconclusive")
@@ -104,7 +104,7 @@ def test_a_non_image_shows_an_error(page: Page, tmp_path):
 
 def test_an_example_in_one_click(page: Page, axe):
     page.goto("/")
-    page.get_by_role("link", name=re.compile("diagnosed VASC")).click()
+    page.get_by_role("link", name=re.compile("Example dermatoscopic image: Vascular lesion")).click()
     expect(page.locator(".ground-truth")).to_contain_text("diagnosed as VASC")
     expect(page.locator("table.bars tbody tr")).to_have_count(7)
     assert_no_horizontal_overflow(page)
@@ -140,7 +140,7 @@ def test_other_pages_are_accessible(page: Page, axe, path):
     assert axe() == []
 
 
-def test_spanish_pages_are_accessible_and_use_decimal_commas(page: Page, axe):
+def test_spanish_pages_are_accessible_and_use_whole_percents(page: Page, axe):
     page.goto("/")
     page.get_by_label("Language").select_option("es")
     page.get_by_role("button", name="Change").click()
@@ -148,7 +148,7 @@ def test_spanish_pages_are_accessible_and_use_decimal_commas(page: Page, axe):
     page.get_by_label("Imagen(es) dermatoscópica(s)").set_input_files(LESION)
     page.get_by_role("button", name="Analizar imagen").click()
     values = page.locator("table.bars .value").all_inner_texts()
-    assert all(re.fullmatch(r"\d+,\d %", v) for v in values)
+    assert all(re.fullmatch(r"(<1|>99|\d+)\u00a0%", v) for v in values)
     assert axe() == []
 
 

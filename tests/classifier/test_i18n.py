@@ -72,11 +72,10 @@ def test_a_missing_translation_falls_back_to_english(client):
     assert body["classes"][6]["name"] == "Vascular lesion"
 
 
-def test_spanish_result_numbers_use_a_decimal_comma(client, example_image):
+def test_spanish_result_numbers_are_whole_percents_with_a_non_breaking_space(client, example_image):
     response = client.post(reverse("home"), {"image": upload(example_image)}, HTTP_ACCEPT_LANGUAGE="es")
     html = response.content.decode()
     result = response.context["result"]
-    percent = f"{result.risk.percent:.1f}".replace(".", ",")
-    assert f"cáncer de piel o de lesión precancerosa: {percent} %" in html
+    assert f"Puntuación de señales de alarma: <strong>{round(100 * result.risk.probability)}\u00a0%</strong>" in html
     top = result.ranked[0]
-    assert f'<span class="value">{top.percent:.1f} %'.replace(".", ",", 1) in html
+    assert f'<span class="value">{round(100 * top.probability)}\u00a0%</span>' in html

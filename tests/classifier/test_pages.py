@@ -45,10 +45,12 @@ def test_a_good_image_shows_seven_probabilities_and_the_database_descriptions(cl
     assert len(result.probabilities) == 7
     assert sum(p.probability for p in result.probabilities) == pytest.approx(1.0, abs=1e-5)
     assert "Edited in the admin: a firm little bump." in html
-    assert f"cancer or a precancer: {result.risk.percent} %" in html  # the triage card leads
+    assert f"Warning-sign score: <strong>{round(result.risk.percent)}\u00a0%</strong>" in html  # the triage card leads
     for p in result.top3:
         assert f'{p.name} <span class="code-inline">({p.code})</span>' in html
-    assert html.count("data:image/png;base64,") == 2  # the image as the model saw it, and its Grad-CAM
+    assert (
+        html.count("data:image/png;base64,") == 3
+    )  # the photo's thumbnail by the verdict, as the model saw it, its Grad-CAM
     assert "Grad-CAM" in html
     assert "not a medical device" in html
     assert "no-store" in response["Cache-Control"]
@@ -59,13 +61,13 @@ def test_a_good_image_shows_seven_probabilities_and_the_database_descriptions(cl
     [
         (
             TriagePolicy(refer_at=0.0, inconclusive_below=1.01),
-            ["Inconclusive", "Show this lesion to a dermatologist."],
+            ["DermAI cannot tell which kind of spot this is.", "DermAI suggests showing this spot to a dermatologist."],
             ["Most likely:"],
         ),
         (
             TriagePolicy(refer_at=1.01, inconclusive_below=0.0),
-            ["Most likely:", "This does not rule out cancer."],
-            ["Inconclusive", "Show this lesion"],
+            ["Most likely:", "DermAI found few warning signs. This does not rule out cancer."],
+            ["DermAI cannot tell", "DermAI suggests showing"],
         ),
     ],
     ids=["inconclusive-and-refer", "named-and-not-referred"],
