@@ -14,8 +14,8 @@ from benchmarks.common import lesion_jpeg, save, summary
 from dermai_site.memory import keep_freed_memory
 from ml import SHIPPED_CHECKPOINT
 from ml.guard import check_in_scope
+from ml.inference import Predictor
 from ml.model import MaxPool2x2, SimpleBNConv
-from ml.predict import Predictor
 from ml.preprocessing import decode, normalize, prepare, reduce_to_source
 
 SIZES = {"dermatoscope 600×450": (600, 450), "phone 4032×3024": (4032, 3024)}

@@ -16,7 +16,7 @@ from django.conf import settings
 
 from classifier.errors import PredictionError
 from ml.checkpoint import CheckpointError
-from ml.predict import Predictor
+from ml.inference import Predictor
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from django.utils.translation import gettext_lazy as _
 from classifier.lifecycle import ModelInfo, predictor_get
 from classifier.models import LesionClass
 from ml import CLASS_CODES
-from ml.predict import Predictor
+from ml.inference import Predictor
 from ml.triage import recorded_policy
 
 

@@ -31,7 +31,7 @@ from classifier.selectors import (
 )
 from classifier.uploads import max_file_bytes
 from ml import CLASS_CODES
-from ml.predict import Predictor, Upload
+from ml.inference import Predictor, Upload
 from ml.preprocessing import ImageError, Refusal, decoding_cost, resize
 
 logger = logging.getLogger(__name__)

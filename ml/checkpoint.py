@@ -123,7 +123,7 @@ def _rebuild(checkpoint: dict[str, Any]) -> LoadedModel:
     model_class, config_class = ARCHITECTURES[arch]
     model = model_class(config_class(**_with_tuples(checkpoint["model_config"])))
     model.load_state_dict(checkpoint["state_dict"])
-    # Channels-last weights match the channels-last inputs of ml.predict: no layout conversion per call.
+    # Channels-last weights match the channels-last inputs of ml.inference: no layout conversion per call.
     model.to(memory_format=torch.channels_last).eval()
     preprocess = PreprocessConfig(**_with_tuples(checkpoint["preprocessing"]))
     meta = {k: v for k, v in checkpoint.items() if k not in ("state_dict", "gate")}

@@ -27,9 +27,9 @@ from ml.checkpoint import load_checkpoint, record_gate
 from ml.data import DataError, Sample, load_pixels_and_sides, read_sources, split_by_lesion, split_sources
 from ml.fullres import by_resolution
 from ml.gate import EvidenceNet, Gate, GateConfig, PixelNet, gate_features
+from ml.inference import Predictor
 from ml.model import fold_for_inference, forward_with_features
 from ml.negatives import KINDS, non_lesion_images
-from ml.predict import Predictor
 from ml.preprocessing import ImageError, PreprocessConfig, decode, normalize, prepare
 
 

@@ -23,7 +23,7 @@ from sklearn.metrics import roc_auc_score
 
 from ml import CLASS_CODES, SHIPPED_CHECKPOINT
 from ml.data import DataError, image_files
-from ml.predict import Predictor
+from ml.inference import Predictor
 from ml.preprocessing import ImageError, ImageErrorCode
 from ml.triage import recorded_policy, risk
 

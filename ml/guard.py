@@ -3,25 +3,20 @@
 The model answers one of seven diagnoses for anything it is given. Documents, screenshots, flat
 colours, gradients and tiny images are refused instead, with five cheap statistics measured at the
 training resolution. Thresholds were set on HAM10000 and on generated non-lesion images; measure
-them with ``python -m ml.guard --data DIR``.
+them with ``python -m ml.guard_report --data DIR``.
 """
 
-import argparse
-import sys
-from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from ml.preprocessing import ImageError, ImageErrorCode, Refusal, decode, reduce_to_source
+from ml.preprocessing import ImageError, ImageErrorCode, Refusal, reduce_to_source
 
 
 @dataclass(frozen=True)
 class GuardConfig:
-    """The cheap guard's limits, set on HAM10000 and generated graphics (see ``python -m ml.guard``)."""
+    """The cheap guard's limits, set on HAM10000 and generated graphics (see ``python -m ml.guard_report``)."""
 
     min_side: int = 64  # pixels of the uploaded image
     max_dominant_colour: float = 0.35  # share of the most common colour (documents, screenshots, flat fills)
@@ -95,35 +90,3 @@ def out_of_scope_error(reason: Refusal) -> ImageError:
     """The error for an image refused for ``reason``."""
     message = f"this does not look like a dermatoscopic photo of a skin lesion: {REASONS[reason]}"
     return ImageError(ImageErrorCode.OUT_OF_SCOPE, message, reason=reason)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m ml.guard", description="Measure how many lesion images the out-of-scope guard refuses."
-    )
-    parser.add_argument("--data", required=True, type=Path, help="HAM10000 or ISIC 2018 Task 3 folder")
-    parser.add_argument("--split", choices=("val", "all"), default="val", help="the lesion-grouped val split (seed 0)")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    from ml.data import read_samples, split_by_lesion
-
-    args = build_parser().parse_args(argv)
-    samples = read_samples(args.data)
-    if args.split == "val":
-        _, samples = split_by_lesion(samples, seed=0)
-    reasons = Counter()
-    for sample in tqdm(samples, desc="checking", unit="img"):
-        reason = out_of_scope_reason(decode(sample.path.read_bytes()))
-        reasons[REASONS[reason] if reason else "accepted"] += 1
-    refused = len(samples) - reasons["accepted"]
-    print(f"{args.split} split of {args.data}: {len(samples)} lesion images")
-    print(f"refused {refused} ({refused / len(samples):.2%}) — false rejections")
-    for reason, count in reasons.most_common():
-        print(f"  {count:6d}  {reason}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,7 +13,7 @@ import torch
 
 from ml import SHIPPED_CHECKPOINT
 from ml.data import DataError, Sample, read_sources, split_sources
-from ml.predict import Predictor
+from ml.inference import Predictor
 from ml.preprocessing import decode, prepare
 
 

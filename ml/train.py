@@ -25,9 +25,9 @@ from ml.checkpoint import CheckpointError, atomic_save, load_checkpoint, save_ch
 from ml.data import class_counts, load_pixels_and_sides, read_sources, source_counts, split_sources
 from ml.distill import load_teacher, with_teacher
 from ml.efficientnet import EfficientNetLite0, load_imagenet_weights
+from ml.inference import predict_logits
 from ml.metrics import balanced_accuracy
 from ml.model import ARCHITECTURES
-from ml.predict import predict_logits
 from ml.preprocessing import PreprocessConfig, normalize
 
 
@@ -311,6 +311,224 @@ def calibrate(model: torch.nn.Module, data: TrainingData, *, preprocess: Preproc
     }
 
 
+@dataclass
+class Run:
+    """A training run between its steps (:func:`start_run`, :func:`resume_run`, :func:`run_epoch`,
+    :func:`finish_run`): what it trains, with what, and how far it got."""
+
+    model: torch.nn.Module  # unwrapped, as checkpoints and states store it
+    trained: torch.nn.Module  # what takes the steps: the model, or its DDP / compiled wrapper
+    ema: AveragedModel
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    teacher: torch.nn.Module | None
+    data: TrainingData
+    recipe: dict[str, Any]  # what a resumed run must share with the one it continues
+    training: dict[str, Any]  # the settings stored in the checkpoint
+    state_path: Path
+    rank: int
+    world_size: int
+    epoch: int = 0
+    step: int = 0
+    best: dict[str, Any] = dataclasses.field(default_factory=lambda: {"score": -1.0})
+    best_weights: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+
+def start_run(
+    *,
+    data: list[Path],
+    out: Path,
+    config: TrainConfig,
+    preprocess: PreprocessConfig,
+    init: Path | None,
+    teacher: Path | None,
+) -> Run:
+    """Models, decoded data, optimiser and schedule of a new run (every check runs before decoding)."""
+    rank, world_size, device = _setup_distributed()
+    torch.manual_seed(config.seed)
+    torch.backends.cudnn.benchmark = True  # few batch shapes: cuDNN times its kernels once for each
+    model, teacher_model = _models(config, preprocess=preprocess, init=init, teacher=teacher)
+    model = model.to(device, memory_format=torch.channels_last)
+    if teacher_model is not None:
+        teacher_model = teacher_model.to(device, memory_format=torch.channels_last)
+    d = load_training_data(data, config=config, preprocess=preprocess, device=device, progress=rank == 0)
+    # Only the weights are averaged: BatchNorm statistics of averaged weights are recomputed
+    # (recompute_batch_norm) — averaging them too mixes in the initial values for thousands of steps.
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=False)
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
+    )
+    steps_per_epoch = math.ceil((config.epoch_size or len(d.train_pixels)) // world_size / config.batch_size)
+    schedule = learning_rate_schedule(
+        optimizer, total_steps=config.epochs * steps_per_epoch, warmup_steps=config.warmup_epochs * steps_per_epoch
+    )
+    trained = model
+    if world_size > 1:
+        trained = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if config.compile:
+        trained = torch.compile(trained)
+    state_path = out.with_suffix(".state.pt")
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    return Run(
+        model=model,
+        trained=trained,
+        ema=ema,
+        optimizer=optimizer,
+        schedule=schedule,
+        teacher=teacher_model,
+        data=d,
+        recipe={
+            "arch": config.arch,
+            "distilled": teacher is not None,
+            "distill_weight": config.distill_weight,
+            "distill_temperature": config.distill_temperature,
+            "pretrained": config.pretrained,
+            "frozen_blocks": config.frozen_blocks,
+        },
+        training={
+            **dataclasses.asdict(config),
+            "init": str(init) if init else None,
+            "teacher": str(teacher) if teacher else None,
+            "world_size": world_size,
+            "device": device.type,
+        },
+        state_path=state_path,
+        rank=rank,
+        world_size=world_size,
+    )
+
+
+def resume_run(run: Run, *, out: Path) -> None:
+    """Continue ``run`` from its state file: weights, averages, optimiser, schedule, best epoch, history."""
+    device = next(run.model.parameters()).device
+    state = torch.load(run.state_path, map_location=device, weights_only=True)
+    if state.get("recipe", run.recipe) != run.recipe:  # states written before the recipe was stored pass
+        raise CheckpointError(f"{run.state_path} continues a run of {state['recipe']}, not {run.recipe}")
+    run.model.load_state_dict(state["model"])
+    run.ema.load_state_dict(state["ema"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.epoch, run.step, run.best, run.history = state["epoch"], state["step"], state["best"], state["history"]
+    if "schedule" in state:
+        run.schedule.load_state_dict(state["schedule"])
+    else:  # states written before the schedule was stored: it is a function of the step
+        run.schedule.last_epoch = run.step - 1
+        with warnings.catch_warnings():  # "step() before optimizer.step()": the optimizer has stepped
+            warnings.simplefilter("ignore", UserWarning)
+            run.schedule.step()
+    run.best.setdefault("score", run.best["balanced_accuracy"])  # states written before the score was stored
+    # States written before the best weights were kept in them had them in `out`.
+    run.best_weights = state.get("best_weights") or load_checkpoint(out).model.state_dict()
+    if run.rank == 0:
+        print(f"resumed from {run.state_path} after epoch {run.epoch}", file=sys.stderr)
+
+
+def run_epoch(run: Run, *, config: TrainConfig, preprocess: PreprocessConfig) -> dict[str, Any]:
+    """Train one epoch, score the averaged weights on both validation sets, keep the best, save the state."""
+    d = run.data
+    started = time.monotonic()
+    loss, run.step = train_one_epoch(
+        run.trained,
+        run.ema,
+        run.optimizer,
+        run.schedule,
+        d.train_pixels,
+        d.train_labels,
+        sample_weights=d.sample_weights,
+        class_weights=d.class_weights,
+        short_sides=d.short_sides,
+        config=config,
+        preprocess=preprocess,
+        epoch=run.epoch,
+        step=run.step,
+        rank=run.rank,
+        world_size=run.world_size,
+        teacher=run.teacher,
+    )
+    images_per_second = (config.epoch_size or len(d.train_pixels)) / (time.monotonic() - started)
+    run.epoch += 1
+    recompute_batch_norm(run.ema.module, d.train_pixels, preprocess=preprocess, seed=config.seed + run.epoch - 1)
+    result = evaluate(run.ema.module, d.val_pixels, d.val_labels, preprocess=preprocess)
+    external = None
+    if len(d.external_labels):
+        external = evaluate(run.ema.module, d.external_pixels, d.external_labels, preprocess=preprocess)
+    row = {
+        "epoch": run.epoch,
+        "loss": loss,
+        "val_accuracy": result["accuracy"],
+        "val_balanced_accuracy": result["balanced_accuracy"],
+        "external_balanced_accuracy": external["balanced_accuracy"] if external else None,
+        "score": selection_score(result["balanced_accuracy"], external and external["balanced_accuracy"]),
+        "seconds": time.monotonic() - started,
+        "images_per_second": images_per_second,
+    }
+    run.history.append(row)
+    if run.rank != 0:
+        return row
+    external_text = f"external BMA {row['external_balanced_accuracy']:.4f}  " if external else ""
+    tqdm.write(
+        f"epoch {run.epoch:3d}/{config.epochs}  loss {loss:.4f}  val acc {row['val_accuracy']:.4f}  "
+        f"val BMA {row['val_balanced_accuracy']:.4f}  {external_text}{row['seconds']:.0f}s  "
+        f"{images_per_second:.1f} images/s",
+        file=sys.stderr,
+    )
+    if row["score"] > run.best["score"]:
+        run.best = {
+            "epoch": run.epoch,
+            "score": row["score"],
+            "balanced_accuracy": result["balanced_accuracy"],
+            "accuracy": result["accuracy"],
+            "external_balanced_accuracy": row["external_balanced_accuracy"],
+        }
+        run.best_weights = {k: v.detach().cpu().clone() for k, v in run.ema.module.state_dict().items()}
+    # Everything a resumed run needs, the best weights so far included; `out` is written only
+    # once, calibrated, at the end.
+    state = {
+        "model": run.model.state_dict(),
+        "ema": run.ema.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "schedule": run.schedule.state_dict(),
+        "epoch": run.epoch,
+        "step": run.step,
+        "best": run.best,
+        "best_weights": run.best_weights,
+        "history": run.history,
+        "recipe": run.recipe,
+    }
+    atomic_save(state, run.state_path)
+    return row
+
+
+def finish_run(run: Run, *, out: Path, preprocess: PreprocessConfig) -> dict[str, Any]:
+    """Calibrate the best epoch's averaged weights and write them to ``out``; returns its metrics."""
+    if run.rank != 0:
+        dist.destroy_process_group()
+        return {}
+    best_model = run.ema.module
+    best_model.load_state_dict(run.best_weights)
+    temperature, calibration = calibrate(best_model.eval(), run.data, preprocess=preprocess)
+    metrics = {"best_epoch": run.best, **calibration, "history": run.history}
+    save_checkpoint(
+        out,
+        model=best_model,
+        preprocess=preprocess,
+        temperature=temperature,
+        training=run.training,
+        data=run.data.summary,
+        metrics=metrics,
+    )
+    print(
+        f"best epoch {run.best['epoch']}: val BMA {run.best['balanced_accuracy']:.4f}; temperature "
+        f"{temperature:.3f}, ECE {metrics['ece_before']:.4f} → {metrics['ece_after']:.4f}; wrote {out}",
+        file=sys.stderr,
+    )
+    if run.world_size > 1:
+        dist.destroy_process_group()
+    return metrics
+
+
 def train(
     *,
     data: Path | list[Path],
@@ -333,171 +551,13 @@ def train(
     every epoch, the best weights so far included; ``out`` is written once, calibrated, at the end.
     Returns the final validation metrics.
     """
-    rank, world_size, device = _setup_distributed()
-    torch.manual_seed(config.seed)
-    torch.backends.cudnn.benchmark = True  # few batch shapes: cuDNN times its kernels once for each
-    model, teacher_model = _models(config, preprocess=preprocess, init=init, teacher=teacher)
-    model = model.to(device, memory_format=torch.channels_last)
-    if teacher_model is not None:
-        teacher_model = teacher_model.to(device, memory_format=torch.channels_last)
     folders = [data] if isinstance(data, Path) else list(data)
-    d = load_training_data(folders, config=config, preprocess=preprocess, device=device, progress=rank == 0)
-    train_pixels, train_labels, short_sides = d.train_pixels, d.train_labels, d.short_sides
-
-    # Only the weights are averaged: BatchNorm statistics of averaged weights are recomputed
-    # (recompute_batch_norm) — averaging them too mixes in the initial values for thousands of steps.
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=False)
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
-    )
-    draws = config.epoch_size or len(train_pixels)
-    steps_per_epoch = math.ceil(draws // world_size / config.batch_size)
-    schedule = learning_rate_schedule(
-        optimizer, total_steps=config.epochs * steps_per_epoch, warmup_steps=config.warmup_epochs * steps_per_epoch
-    )
-    state_path = out.with_suffix(".state.pt")
-    state_path.parent.mkdir(parents=True, exist_ok=True)
-    start_epoch, step, best, history = 0, 0, {"score": -1.0}, []
-    best_weights: dict[str, torch.Tensor] = {}
-    recipe = {
-        "arch": config.arch,
-        "distilled": teacher is not None,
-        "distill_weight": config.distill_weight,
-        "distill_temperature": config.distill_temperature,
-        "pretrained": config.pretrained,
-        "frozen_blocks": config.frozen_blocks,
-    }
-    if resume and state_path.exists():
-        state = torch.load(state_path, map_location=device, weights_only=True)
-        if state.get("recipe", recipe) != recipe:  # states written before the recipe was stored pass
-            raise CheckpointError(f"{state_path} continues a run of {state['recipe']}, not {recipe}")
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch, step, best, history = state["epoch"], state["step"], state["best"], state["history"]
-        if "schedule" in state:
-            schedule.load_state_dict(state["schedule"])
-        else:  # states written before the schedule was stored: it is a function of the step
-            schedule.last_epoch = step - 1
-            with warnings.catch_warnings():  # "step() before optimizer.step()": the optimizer has stepped
-                warnings.simplefilter("ignore", UserWarning)
-                schedule.step()
-        best.setdefault("score", best["balanced_accuracy"])  # states written before the score was stored
-        # States written before the best weights were kept in them had them in `out`.
-        best_weights = state.get("best_weights") or load_checkpoint(out).model.state_dict()
-        if rank == 0:
-            print(f"resumed from {state_path} after epoch {start_epoch}", file=sys.stderr)
-    trained = model
-    if world_size > 1:
-        trained = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    if config.compile:
-        trained = torch.compile(trained)
-
-    training = {
-        **dataclasses.asdict(config),
-        "init": str(init) if init else None,
-        "teacher": str(teacher) if teacher else None,
-        "world_size": world_size,
-        "device": device.type,
-    }
-    for epoch in range(start_epoch, config.epochs):
-        started = time.monotonic()
-        loss, step = train_one_epoch(
-            trained,
-            ema,
-            optimizer,
-            schedule,
-            train_pixels,
-            train_labels,
-            sample_weights=d.sample_weights,
-            class_weights=d.class_weights,
-            short_sides=short_sides,
-            config=config,
-            preprocess=preprocess,
-            epoch=epoch,
-            step=step,
-            rank=rank,
-            world_size=world_size,
-            teacher=teacher_model,
-        )
-        images_per_second = draws / (time.monotonic() - started)
-        recompute_batch_norm(ema.module, train_pixels, preprocess=preprocess, seed=config.seed + epoch)
-        result = evaluate(ema.module, d.val_pixels, d.val_labels, preprocess=preprocess)
-        has_external = len(d.external_labels) > 0
-        external = (
-            evaluate(ema.module, d.external_pixels, d.external_labels, preprocess=preprocess) if has_external else None
-        )
-        row = {
-            "epoch": epoch + 1,
-            "loss": loss,
-            "val_accuracy": result["accuracy"],
-            "val_balanced_accuracy": result["balanced_accuracy"],
-            "external_balanced_accuracy": external["balanced_accuracy"] if external else None,
-            "score": selection_score(result["balanced_accuracy"], external and external["balanced_accuracy"]),
-            "seconds": time.monotonic() - started,
-            "images_per_second": images_per_second,
-        }
-        history.append(row)
-        if rank != 0:
-            continue
-        external_text = f"external BMA {row['external_balanced_accuracy']:.4f}  " if external else ""
-        tqdm.write(
-            f"epoch {epoch + 1:3d}/{config.epochs}  loss {loss:.4f}  val acc {row['val_accuracy']:.4f}  "
-            f"val BMA {row['val_balanced_accuracy']:.4f}  {external_text}{row['seconds']:.0f}s  "
-            f"{images_per_second:.1f} images/s",
-            file=sys.stderr,
-        )
-        if row["score"] > best["score"]:
-            best = {
-                "epoch": epoch + 1,
-                "score": row["score"],
-                "balanced_accuracy": result["balanced_accuracy"],
-                "accuracy": result["accuracy"],
-                "external_balanced_accuracy": row["external_balanced_accuracy"],
-            }
-            best_weights = {k: v.detach().cpu().clone() for k, v in ema.module.state_dict().items()}
-        # Everything a resumed run needs, the best weights so far included; `out` is written only
-        # once, calibrated, at the end.
-        state = {
-            "model": model.state_dict(),
-            "ema": ema.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(),
-            "epoch": epoch + 1,
-            "step": step,
-            "best": best,
-            "best_weights": best_weights,
-            "history": history,
-            "recipe": recipe,
-        }
-        atomic_save(state, state_path)
-
-    if rank != 0:
-        dist.destroy_process_group()
-        return {}
-    best_model = ema.module
-    best_model.load_state_dict(best_weights)
-    temperature, calibration = calibrate(best_model.eval(), d, preprocess=preprocess)
-    metrics = {"best_epoch": best, **calibration, "history": history}
-    save_checkpoint(
-        out,
-        model=best_model,
-        preprocess=preprocess,
-        temperature=temperature,
-        training=training,
-        data=d.summary,
-        metrics=metrics,
-    )
-    print(
-        f"best epoch {best['epoch']}: val BMA {best['balanced_accuracy']:.4f}; temperature {temperature:.3f}, "
-        f"ECE {metrics['ece_before']:.4f} → {metrics['ece_after']:.4f}; wrote {out}",
-        file=sys.stderr,
-    )
-    if world_size > 1:
-        dist.destroy_process_group()
-    return metrics
+    run = start_run(data=folders, out=out, config=config, preprocess=preprocess, init=init, teacher=teacher)
+    if resume and run.state_path.exists():
+        resume_run(run, out=out)
+    while run.epoch < config.epochs:
+        run_epoch(run, config=config, preprocess=preprocess)
+    return finish_run(run, out=out, preprocess=preprocess)
 
 
 def build_parser() -> argparse.ArgumentParser:

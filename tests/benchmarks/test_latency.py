@@ -31,7 +31,7 @@ def test_latency_benchmark_times_both_pipelines_on_both_images(tmp_path, monkeyp
 def test_the_baseline_is_the_demos_module_with_our_weights():
     """The comparison is fair: the demo's module (nn.MaxPool2d, NCHW) computes what ours computes."""
     from ml import SHIPPED_CHECKPOINT
-    from ml.predict import Predictor
+    from ml.inference import Predictor
 
     predictor = Predictor(SHIPPED_CHECKPOINT)
     original = latency.original_model(predictor.model)

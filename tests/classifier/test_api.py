@@ -299,11 +299,11 @@ def test_a_photo_the_gate_refuses_is_not_a_dermatoscopic_image_and_batches_say_s
 
 
 def test_an_upload_is_decoded_once_for_the_guard_the_classifier_and_the_gate(client, example_image, monkeypatch):
-    from ml import predict
+    from ml import inference
 
     calls = []
-    real = predict.decode
-    monkeypatch.setattr(predict, "decode", lambda data, **kw: calls.append(len(data)) or real(data, **kw))
+    real = inference.decode
+    monkeypatch.setattr(inference, "decode", lambda data, **kw: calls.append(len(data)) or real(data, **kw))
     response = client.post(reverse("api-predictions"), {"image": upload(example_image)})
     assert response.status_code == HTTPStatus.OK
     assert calls == [len(example_image)]

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 
 from ml.data import load_pixels, read_samples
 from ml.explain import grad_cam
+from ml.inference import Predictor
 from ml.model import SimpleBNConv, fold_for_inference
-from ml.predict import Predictor
 from ml.preprocessing import PreprocessConfig, normalize
 from ml.train import build_parser, main, recompute_batch_norm
 

@@ -6,7 +6,7 @@ from PIL import Image, ImageDraw
 
 from ml import SHIPPED_CHECKPOINT
 from ml.explain import OFF_CENTRE_BELOW, centre_share, overlay, viridis
-from ml.predict import Predictor
+from ml.inference import Predictor
 
 
 def _lesion_at(x: int, y: int) -> bytes:

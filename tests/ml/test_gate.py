@@ -26,9 +26,9 @@ from ml.fit_gate import (
     split_groups,
 )
 from ml.gate import Gate, GateConfig, gate_features, image_statistics
+from ml.inference import Predictor
 from ml.model import fold_for_inference
 from ml.negatives import NOISE, non_lesion_images
-from ml.predict import Predictor
 from ml.predict import main as predict_main
 from ml.preprocessing import decode, prepare
 

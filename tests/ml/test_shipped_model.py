@@ -7,7 +7,7 @@ from PIL import Image
 
 from ml import CLASS_CODES, SHIPPED_CHECKPOINT
 from ml.data import read_samples
-from ml.predict import Predictor
+from ml.inference import Predictor
 
 
 def test_shipped_checkpoint_is_small_and_loads_with_weights_only():

@@ -14,8 +14,8 @@ from ml.distill import distillation_loss, with_teacher
 from ml.efficientnet import EfficientNetConfig, EfficientNetLite0, load_imagenet_weights
 from ml.evaluate import evaluate_checkpoint
 from ml.evaluate import main as evaluate_main
+from ml.inference import Predictor, predict_logits
 from ml.model import fold_for_inference
-from ml.predict import Predictor, predict_logits
 from ml.predict import main as predict_main
 from ml.preprocessing import PreprocessConfig
 from ml.train import TrainConfig, learning_rate_schedule, rank_share, train
