@@ -31,12 +31,32 @@ class LesionClass(models.Model):
         # AKIEC: actinic keratoses are precancers, but the class holds squamous cell carcinomas too.
         PRECANCEROUS_OR_MALIGNANT = "precancerous_or_malignant", _("Precancerous or malignant")
 
-    code = models.CharField(max_length=5, unique=True, choices=[(c, c) for c in CLASS_CODES])
-    name = models.CharField(max_length=80)
-    category = models.CharField(max_length=32, choices=Category.choices)
-    description = models.TextField(help_text=_("Plain language, shown on every result page."))
+    code = models.CharField(
+        _("code"),
+        max_length=5,
+        unique=True,
+        choices=[(c, c) for c in CLASS_CODES],
+        help_text=_("The ISIC 2018 diagnosis that the model answers with; fixed once saved."),
+    )
+    name = models.CharField(
+        _("name"),
+        max_length=80,
+        help_text=_("In English; shown on result pages and in the API. Other languages: the translations below."),
+    )
+    category = models.CharField(
+        _("category"),
+        max_length=32,
+        choices=Category.choices,
+        help_text=_("Shown beside the name on every result; it must agree with the referral risk. Fixed once saved."),
+    )
+    description = models.TextField(
+        _("description"), help_text=_("In English and plain language; shown on every result page.")
+    )
     reference_url = models.URLField(
-        blank=True, validators=[validate_link], help_text=_("Optional link to a trustworthy patient resource.")
+        _("reference link"),
+        blank=True,
+        validators=[validate_link],
+        help_text=_("Optional link to a trustworthy patient resource, for every language."),
     )
 
     class Meta:
@@ -82,10 +102,21 @@ class LesionClassTranslation(models.Model):
 
     lesion_class = models.ForeignKey(LesionClass, on_delete=models.CASCADE, related_name="translations")
     language = models.CharField(
-        max_length=8, choices=[(code, name) for code, name in settings.LANGUAGES if code != settings.LANGUAGE_CODE]
+        _("language"),
+        max_length=8,
+        choices=[(code, name) for code, name in settings.LANGUAGES if code != settings.LANGUAGE_CODE],
+        help_text=_("The language of this name and description."),
     )
-    name = models.CharField(max_length=80)
-    description = models.TextField()
+    name = models.CharField(
+        _("name"), max_length=80, help_text=_("The class name in this language; shown on result pages and in the API.")
+    )
+    description = models.TextField(
+        _("description"),
+        help_text=_(
+            "In this language and plain language; shown on every result page. "
+            "Without a translation, visitors read the English text."
+        ),
+    )
 
     class Meta:
         constraints = [

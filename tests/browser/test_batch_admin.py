@@ -109,3 +109,4 @@ def test_the_admin_finds_a_class_by_its_spanish_text_and_keeps_its_code(
     expect(page.locator(".field-category .readonly")).to_be_visible()
     assert page.locator("[name=code], [name=category]").count() == 0  # shown, not editable
     assert page.locator("a.deletelink").count() == 0  # and the class cannot be deleted
+    expect(page.locator(".field-name .help").first).to_be_visible()

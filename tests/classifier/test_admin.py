@@ -96,6 +96,24 @@ def test_the_list_shows_which_classes_lack_a_translation(admin_client):
     assert "Sin traducción: Español" in html
 
 
+def test_every_translated_field_has_help_in_english_and_in_spanish(admin_client):
+    fields = [LesionClass._meta.get_field(name) for name in ("code", "name", "category", "description")]
+    fields += [LesionClassTranslation._meta.get_field(name) for name in ("language", "name", "description")]
+    for field in fields:
+        with translation.override("en"):
+            english = str(field.help_text)
+        with translation.override("es"):
+            spanish = str(field.help_text)
+        assert english and spanish and spanish != english, field
+    obj = LesionClass.objects.get(code="NV")
+    html = admin_client.get(
+        reverse("admin:classifier_lesionclass_change", args=[obj.pk]), HTTP_ACCEPT_LANGUAGE="es"
+    ).content.decode()
+    with translation.override("es"):
+        for field in fields[1:]:  # the code is read-only on a saved class: shown, not edited
+            assert str(field.help_text) in html.replace("&#x27;", "'"), field
+
+
 def test_code_and_category_are_read_only_once_saved(admin_client):
     obj = LesionClass.objects.get(code="MEL")
     url = reverse("admin:classifier_lesionclass_change", args=[obj.pk])
