@@ -37,15 +37,22 @@ def photo_jpeg(size: tuple[int, int] = (4032, 3024), **save) -> bytes:
 
 
 @pytest.fixture(autouse=True)
-def fresh_cache(request):
-    # The throttle's counts, the cached class texts and example results: every test starts without
-    # them. The cache is a database table, so only tests with a database use it.
-    marker = request.node.get_closest_marker("django_db")
-    if marker is None:
-        return
-    request.getfixturevalue("transactional_db" if marker.kwargs.get("transaction") else "db")
+def fresh_cache():
+    # The throttle's counts, the cached class texts and example results: every test starts without them.
     from django.core.cache import cache
 
+    cache.clear()
+
+
+@pytest.fixture
+def database_cache(settings, db):
+    """The site's shared cache, a database table, instead of the tests' per-process one
+    (dermai_site/test_settings.py): for tests of what only it does, such as its atomic counter."""
+    from django.core.cache import cache
+    from django.core.management import call_command
+
+    settings.CACHES = settings.SHARED_CACHES
+    call_command("createcachetable", verbosity=0)  # the migration made none for the tests' cache
     cache.clear()
 
 

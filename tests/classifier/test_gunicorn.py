@@ -64,6 +64,7 @@ def server(tmp_path, server_env):
     port = free_port()
     env = {
         **os.environ,
+        "DJANGO_SETTINGS_MODULE": "dermai_site.settings",  # the site's, not the tests'
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
         "DERMAI_BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": "2",
@@ -405,6 +406,7 @@ def test_nginx_limits_admin_login_attempts_per_address(nginx, collected_static):
 def test_gunicorn_stops_with_one_clear_line_when_the_checkpoint_cannot_be_loaded(tmp_path):
     env = {
         **os.environ,
+        "DJANGO_SETTINGS_MODULE": "dermai_site.settings",  # the site's, not the tests'
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
         "DERMAI_BIND": f"127.0.0.1:{free_port()}",
         "WEB_CONCURRENCY": "1",

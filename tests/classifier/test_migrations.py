@@ -58,7 +58,6 @@ def test_akiec_text_names_squamous_cell_carcinoma_unless_an_admin_edited_it():
     assert spanish.description == "Editado en el admin."
 
 
-@pytest.mark.slow  # migrates a copy of the project in a subprocess
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_akiec_becomes_precancerous_or_malignant_and_back():
     before = ("classifier", "0008_reference_url_http_or_https")
@@ -78,6 +77,7 @@ def test_akiec_becomes_precancerous_or_malignant_and_back():
     executor.migrate(executor.loader.graph.leaf_nodes())
 
 
+@pytest.mark.slow  # migrates a copy of the project in a subprocess
 def test_migrate_works_on_a_fresh_checkout_with_a_secret_key_and_the_default_sqlite(tmp_path):
     # A checkout without var/: the settings and manage.py copied (BASE_DIR is where settings.py
     # lies), everything else linked.
@@ -90,6 +90,7 @@ def test_migrate_works_on_a_fresh_checkout_with_a_secret_key_and_the_default_sql
     unset = ("DATABASE_URL", "CACHE_URL", "DJANGO_SECURE", "DJANGO_ALLOW_ASYNC_UNSAFE")
     environment = {k: v for k, v in os.environ.items() if k not in unset}
     environment["DJANGO_SECRET_KEY"] = secrets.token_urlsafe(50)  # so no key is generated into var/
+    environment["DJANGO_SETTINGS_MODULE"] = "dermai_site.settings"
     command = [sys.executable, "manage.py", "migrate", "--noinput", "-v0"]
     result = subprocess.run(command, cwd=checkout, env=environment, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -13,7 +13,12 @@ from tests.conftest import ROOT
 
 
 def _deploy_check(**env: str) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "DJANGO_SECRET_KEY": secrets.token_urlsafe(50), **env}
+    environment = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "dermai_site.settings",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        **env,
+    }
     environment.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set by the browser tests in this process
     command = [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"]
     return subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True)
@@ -52,7 +57,11 @@ def _check_in_production(**env: str) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE")}
     command = [sys.executable, "manage.py", "check"]
     return subprocess.run(
-        command, cwd=ROOT, env={**environment, "DJANGO_SECURE": "true", **env}, capture_output=True, text=True
+        command,
+        cwd=ROOT,
+        env={**environment, "DJANGO_SETTINGS_MODULE": "dermai_site.settings", "DJANGO_SECURE": "true", **env},
+        capture_output=True,
+        text=True,
     )
 
 

@@ -79,8 +79,7 @@ def test_admin_login_attempts_are_limited_per_address_whatever_the_user_names(
     assert attempt(4, "203.0.113.2").status_code == HTTPStatus.OK  # nor another client
 
 
-@pytest.mark.django_db
-def test_a_throttle_window_counts_every_request_and_closes_after_its_length(client, monkeypatch):
+def test_a_throttle_window_counts_every_request_and_closes_after_its_length(client, monkeypatch, database_cache):
     monkeypatch.setattr(AnonRateThrottle, "THROTTLE_RATES", {"anon": "3/minute"})
     statuses = [client.get(reverse("api-classes")).status_code for _ in range(5)]
     assert statuses == [HTTPStatus.OK] * 3 + [HTTPStatus.TOO_MANY_REQUESTS] * 2
@@ -120,8 +119,7 @@ def test_the_upload_forms_batch_counts_each_file_too(client, monkeypatch, untrai
     assert client.post(reverse("api-predictions"), {"image": _batch(1)[0]}).status_code == HTTPStatus.TOO_MANY_REQUESTS
 
 
-@pytest.mark.django_db
-def test_the_database_cache_increments_in_place_and_keeps_the_expiry():
+def test_the_database_cache_increments_in_place_and_keeps_the_expiry(database_cache):
     cache.add("counter", 1, 60)
     before = _expiry(cache.make_key("counter"))
     assert [cache.incr("counter") for _ in range(3)] == [2, 3, 4]

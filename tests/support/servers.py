@@ -31,7 +31,13 @@ def gunicorn(port: int, *, workers: int = 2, env: dict[str, str] | None = None, 
     ``env`` is added to this process's environment (a ``DATABASE_URL`` is migrated first); gunicorn's
     own log (its stderr) goes to ``log``, or nowhere.
     """
-    env = {**os.environ, "DERMAI_BIND": f"{HOST}:{port}", "WEB_CONCURRENCY": str(workers), **(env or {})}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "dermai_site.settings",  # the site's, not the tests' (shared cache, real hasher)
+        "DERMAI_BIND": f"{HOST}:{port}",
+        "WEB_CONCURRENCY": str(workers),
+        **(env or {}),
+    }
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
     subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
     started = time.perf_counter()
