@@ -307,3 +307,28 @@ def test_an_upload_is_decoded_once_for_the_guard_the_classifier_and_the_gate(cli
     response = client.post(reverse("api-predictions"), {"image": upload(example_image)})
     assert response.status_code == HTTPStatus.OK
     assert calls == [len(example_image)]
+
+
+@pytest.fixture
+def efficientnet_model(settings, tmp_path):
+    """Serve a small untrained EfficientNet-Lite0, as DERMAI_CHECKPOINT may name the accurate model."""
+    from ml.checkpoint import save_checkpoint
+    from ml.efficientnet import EfficientNetConfig, EfficientNetLite0
+    from ml.preprocessing import PreprocessConfig
+
+    torch.manual_seed(0)
+    path = tmp_path / "efficientnet-lite0.pt"
+    save_checkpoint(path, model=EfficientNetLite0(EfficientNetConfig(input_size=64)), preprocess=PreprocessConfig())
+    settings.DERMAI_CHECKPOINT = path
+
+
+def test_the_accurate_model_answers_through_the_same_api(client, example_image, efficientnet_model):
+    response = client.post(reverse("api-predictions") + "?explain=1", {"image": upload(example_image)})
+    assert response.status_code == HTTPStatus.OK, response.content
+    body = response.json()
+    assert body["model"]["name"] == "EfficientNetLite0"
+    assert sum(p["probability"] for p in body["probabilities"]) == pytest.approx(1, abs=1e-3)
+    assert {"refer", "probability"} <= set(body["risk"])
+    png = base64.b64decode(body["explanation"]["overlay_png_base64"])
+    assert Image.open(io.BytesIO(png)).size == (224, 224)
+    assert client.get(reverse("api-model")).json()["name"] == "EfficientNetLite0"
