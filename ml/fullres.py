@@ -25,7 +25,7 @@ from ml import CLASS_CODES, SHIPPED_CHECKPOINT
 from ml.data import DataError, image_files
 from ml.inference import Predictor
 from ml.preprocessing import ImageError, ImageErrorCode
-from ml.triage import recorded_policy, risk
+from ml.triage import recorded_policy
 
 # (name, the box an image is fitted into); None keeps the file as it is.
 RESOLUTIONS = (("native", None), ("600×450", (600, 450)), ("200×150", (200, 150)))
@@ -69,11 +69,12 @@ def resized_jpeg(data: bytes, box: tuple[int, int] | None) -> bytes:
 
 
 def assess_files(predictor: Predictor, files: list[bytes]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(refused, risk) of each file through the site's path: the guard and the gate refuse, the classifier scores.
+    """(refused, probabilities) of each file through the site's path: the guard and the gate refuse,
+    the classifier scores.
 
-    The risk is computed for refused images too, for the discrimination figure.
+    The probabilities are computed for refused images too, for the discrimination figure.
     """
-    refused, risks = [], []
+    refused, probabilities = [], []
     for data in files:
         guard_refused = False
         try:
@@ -84,14 +85,14 @@ def assess_files(predictor: Predictor, files: list[bytes]) -> tuple[torch.Tensor
             guard_refused, pixels = True, predictor.read(data)
         assessment = predictor.assess(pixels.unsqueeze(0))
         refused.append(guard_refused or bool(assessment.out_of_scope[0]))
-        risks.append(float(risk(assessment.probabilities)[0]))
-    return torch.tensor(refused), torch.tensor(risks)
+        probabilities.append(assessment.probabilities[0])
+    return torch.tensor(refused), torch.stack(probabilities) if probabilities else torch.empty(0, len(CLASS_CODES))
 
 
 def by_resolution(
     predictor: Predictor, data: Path
 ) -> tuple[torch.Tensor, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
-    """The folder's labels, and (refused, risk) of its images at every resolution of :data:`RESOLUTIONS`."""
+    """The folder's labels, and (refused, probabilities) of its images at every resolution of :data:`RESOLUTIONS`."""
     items = read_folder(data)
     originals = [item.path.read_bytes() for item in items]
     results = {name: assess_files(predictor, [resized_jpeg(d, box) for d in originals]) for name, box in RESOLUTIONS}
@@ -105,7 +106,9 @@ def fullres_report(*, checkpoint: Path, data: Path) -> dict[str, Any]:
     labels, results = by_resolution(predictor, data)
     mel, nv = labels == CLASS_CODES.index("MEL"), labels == CLASS_CODES.index("NV")
     rows = []
-    for name, (refused, risks) in results.items():
+    for name, (refused, probabilities) in results.items():
+        decisions = policy.decide(probabilities)  # the site's rule
+        risks, referred = decisions.risk, decisions.refer
         per_class = {
             code: {"images": int((labels == c).sum()), "refused": int(refused[labels == c].sum())}
             for c, code in enumerate(CLASS_CODES)
@@ -120,8 +123,8 @@ def fullres_report(*, checkpoint: Path, data: Path) -> dict[str, Any]:
                 "refused": int(refused.sum()),
                 "per_class": per_class,
                 "melanoma_vs_nevus_auc": auc,
-                "melanomas_referred": float((risks[mel] >= policy.refer_at).float().mean()) if mel.any() else None,
-                "nevi_referred": float((risks[nv] >= policy.refer_at).float().mean()) if nv.any() else None,
+                "melanomas_referred": float(referred[mel].float().mean()) if mel.any() else None,
+                "nevi_referred": float(referred[nv].float().mean()) if nv.any() else None,
             }
         )
     return {"checkpoint": str(checkpoint), "data": str(data), "refer_at": policy.refer_at, "rows": rows}
