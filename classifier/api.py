@@ -3,6 +3,7 @@
 from collections import defaultdict
 from collections.abc import Iterable
 
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import TooManyFilesSent
 from django.http import Http404, JsonResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -62,9 +63,11 @@ def api_error(exc: Exception) -> PredictionError | None:
         return PredictionError("too_many_files")
     if isinstance(exc, Http404):
         return PredictionError("not_found")
+    if isinstance(exc, DjangoPermissionDenied):
+        return PredictionError("permission_denied")
     if isinstance(exc, exceptions.ValidationError):
         if not isinstance(exc.detail, dict):
-            return PredictionError("invalid_parameter", message=str(exc.detail[0]))
+            return PredictionError("invalid_parameter", message=str(exc.detail[0]) if exc.detail else None)
         field, errors = next(iter(exc.detail.items()))
         first = errors[0] if isinstance(errors, list) else next(iter(errors.values()))[0]
         code = VALIDATION_CODES.get(first.code, "invalid_parameter") if field in FILE_FIELDS else "invalid_parameter"

@@ -83,11 +83,25 @@ ERRORS: dict[str, tuple[HTTPStatus, Any]] = {
             exceptions.NotAcceptable,
             exceptions.UnsupportedMediaType,
             exceptions.Throttled,
+            # No operation asks for credentials today; a permission class added later answers 401/403, not 500.
+            exceptions.NotAuthenticated,
+            exceptions.AuthenticationFailed,
+            exceptions.PermissionDenied,
         )
     },
 }
-# Codes that never answer an API operation as a whole: an address's 404, a page's, a batch file's own error.
-NOT_AN_ANSWER = frozenset({"not_found", "unknown_example", "batch_over_budget"})
+# Codes that never answer an API operation as a whole (an address's 404, a page's, a batch file's own
+# error), or that none can raise while the API asks for no credentials: left out of the schema.
+NOT_AN_ANSWER = frozenset(
+    {
+        "not_found",
+        "unknown_example",
+        "batch_over_budget",
+        "not_authenticated",
+        "authentication_failed",
+        "permission_denied",
+    }
+)
 
 # A request that declares a body over DERMAI_MAX_REQUEST_MB: too_large, with the request's limit.
 REQUEST_TOO_LARGE = _("The upload is larger than the %(mb)s MB limit for one request.")

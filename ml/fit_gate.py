@@ -25,12 +25,12 @@ from ml import CLASS_CODES, SHIPPED_CHECKPOINT
 from ml.augment import augment, random_resolution, simulated_upload
 from ml.checkpoint import load_checkpoint, record_gate
 from ml.data import DataError, Sample, load_pixels_and_sides, read_sources, split_by_lesion, split_sources
-from ml.fullres import by_resolution
 from ml.gate import EvidenceNet, Gate, GateConfig, PixelNet, gate_features
 from ml.inference import Predictor
 from ml.model import fold_for_inference, forward_with_features
 from ml.negatives import KINDS, non_lesion_images
 from ml.preprocessing import ImageError, PreprocessConfig, decode, normalize, prepare
+from ml.resolutions import by_resolution
 
 
 @torch.inference_mode()

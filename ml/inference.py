@@ -13,7 +13,7 @@ from ml.explain import Explanation, explain
 from ml.gate import gate_features
 from ml.guard import out_of_scope_error, out_of_scope_reason
 from ml.model import fold_for_inference, forward_with_features
-from ml.preprocessing import PreprocessConfig, decode, normalize, prepare, reduce_to_source
+from ml.preprocessing import PreprocessConfig, Refusal, decode, normalize, prepare, reduce_to_source
 
 
 @torch.inference_mode()
@@ -51,7 +51,7 @@ class Upload:
 
     pixels: torch.Tensor  # 3×size×size uint8, prepared for the model
     size: tuple[int, int]  # (height, width) of the upright image at the training scale, before it was made square
-    refusal: str | None  # why the guard refuses it (an ml.guard.REASONS key), or None
+    refusal: Refusal | None  # why the guard refuses it, or None (also when the guard did not run)
 
 
 class Predictor:
@@ -93,15 +93,17 @@ class Predictor:
             raise out_of_scope_error(upload.refusal)
         return upload.pixels
 
-    def read_upload(self, data: bytes) -> Upload:
+    def read_upload(self, data: bytes, *, guard: bool = True) -> Upload:
         """Decode and reduce the bytes once; the guard, the classifier and the gate share the result.
 
         Raises :class:`ml.preprocessing.ImageError` for bytes that are not a usable image; an image
-        that is clearly not a lesion photo is not an error here, but an :class:`Upload` with a ``refusal``.
+        that is clearly not a lesion photo is not an error here, but an :class:`Upload` with a
+        ``refusal``. Without ``guard`` the guard's statistics are not computed.
         """
         pixels = reduce_to_source(decode(data, preprocess=self.preprocess), preprocess=self.preprocess)
         height, width = pixels.shape[-2:]
-        return Upload(prepare(pixels, preprocess=self.preprocess), (height, width), out_of_scope_reason(pixels))
+        refusal = out_of_scope_reason(pixels) if guard else None
+        return Upload(prepare(pixels, preprocess=self.preprocess), (height, width), refusal)
 
     def explain(self, pixels: torch.Tensor, *, target: int) -> Explanation:
         """Grad-CAM of where prepared ``pixels`` support class ``target``: its overlay (3×H×W uint8)

@@ -88,8 +88,8 @@ def predict_to_csv(
 def _read(predictor: Predictor, data: bytes, *, mode: str) -> tuple[torch.Tensor | None, bool]:
     """Model pixels and whether the guard refused them (never with ``keep``): None instead of the
     pixels of a refused image with ``skip``."""
-    upload = predictor.read_upload(data)
-    refused = mode != "keep" and upload.refusal is not None
+    upload = predictor.read_upload(data, guard=mode != "keep")
+    refused = upload.refusal is not None
     if refused and mode == "skip":
         return None, True
     return upload.pixels, refused

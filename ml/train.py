@@ -344,7 +344,7 @@ def start_run(
     init: Path | None,
     teacher: Path | None,
 ) -> Run:
-    """Models, decoded data, optimiser and schedule of a new run (every check runs before decoding)."""
+    """Models, decoded data, optimiser and schedule of a new run; the models are checked before decoding."""
     rank, world_size, device = _setup_distributed()
     torch.manual_seed(config.seed)
     torch.backends.cudnn.benchmark = True  # few batch shapes: cuDNN times its kernels once for each
@@ -401,8 +401,11 @@ def start_run(
     )
 
 
-def resume_run(run: Run, *, out: Path) -> None:
-    """Continue ``run`` from its state file: weights, averages, optimiser, schedule, best epoch, history."""
+def resume_run(run: Run, *, out: Path, lr: float) -> None:
+    """Continue ``run`` from its state file: weights, averages, optimiser, schedule, best epoch, history.
+
+    The schedule continues at the state's step from the base learning rate ``lr`` (this run's ``--lr``).
+    """
     device = next(run.model.parameters()).device
     state = torch.load(run.state_path, map_location=device, weights_only=True)
     if state.get("recipe", run.recipe) != run.recipe:  # states written before the recipe was stored pass
@@ -418,6 +421,9 @@ def resume_run(run: Run, *, out: Path) -> None:
         with warnings.catch_warnings():  # "step() before optimizer.step()": the optimizer has stepped
             warnings.simplefilter("ignore", UserWarning)
             run.schedule.step()
+    run.schedule.base_lrs = [lr] * len(run.optimizer.param_groups)
+    for group, factor in zip(run.optimizer.param_groups, run.schedule.lr_lambdas):
+        group["lr"] = lr * factor(run.schedule.last_epoch)
     run.best.setdefault("score", run.best["balanced_accuracy"])  # states written before the score was stored
     # States written before the best weights were kept in them had them in `out`.
     run.best_weights = state.get("best_weights") or load_checkpoint(out).model.state_dict()
@@ -554,7 +560,7 @@ def train(
     folders = [data] if isinstance(data, Path) else list(data)
     run = start_run(data=folders, out=out, config=config, preprocess=preprocess, init=init, teacher=teacher)
     if resume and run.state_path.exists():
-        resume_run(run, out=out)
+        resume_run(run, out=out, lr=config.lr)
     while run.epoch < config.epochs:
         run_epoch(run, config=config, preprocess=preprocess)
     return finish_run(run, out=out, preprocess=preprocess)

@@ -9,6 +9,9 @@ import pytest
 
 from tests.conftest import ROOT
 
+# The modules with a command line (a `main`): nothing imports them, the web process least of all.
+COMMANDS = {f"ml.{path.stem}" for path in (ROOT / "ml").glob("*.py") if "\ndef main(" in path.read_text()}
+
 # Imports every module the web process loads, with the development-only packages made unimportable.
 WEB_PROCESS = """
 import sys
@@ -30,7 +33,18 @@ def test_the_web_process_needs_no_command_line_tools():
     assert result.returncode == 0, result.stderr
     loaded = set(ast.literal_eval(result.stdout.strip().splitlines()[-1]))
     assert "ml.inference" in loaded
-    assert not loaded & {"ml.data", "ml.train", "ml.evaluate", "ml.predict", "ml.guard_report", "ml.fit_gate"}
+    assert not loaded & {"ml.data", "ml.report", *COMMANDS}
+
+
+def test_no_ml_module_imports_a_command():
+    for path in (ROOT / "ml").glob("*.py"):
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+            elif isinstance(node, ast.Import):
+                imported |= {alias.name for alias in node.names}
+        assert not imported & COMMANDS, f"{path.name} imports the command(s) {sorted(imported & COMMANDS)}"
 
 
 def test_ml_never_imports_django():

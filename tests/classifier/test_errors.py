@@ -4,9 +4,11 @@ import json
 from http import HTTPStatus
 
 import pytest
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.urls import reverse
 from rest_framework import exceptions
 
+from classifier.api import api_error
 from classifier.errors import ERRORS, NOT_AN_ANSWER, REFUSAL_REASONS, PredictionError, json_error
 from ml.guard import REASONS
 from ml.preprocessing import ImageErrorCode, Refusal
@@ -30,17 +32,35 @@ def test_every_refusal_is_explained_in_plain_words(reason):
 
 
 @pytest.mark.parametrize(
-    "drf",
+    "request_kwargs, status, code",
     [
-        exceptions.ParseError,
-        exceptions.MethodNotAllowed,
-        exceptions.NotAcceptable,
-        exceptions.UnsupportedMediaType,
-        exceptions.Throttled,
+        ({"method": "put"}, HTTPStatus.METHOD_NOT_ALLOWED, "method_not_allowed"),
+        ({"method": "get", "HTTP_ACCEPT": "text/csv"}, HTTPStatus.NOT_ACCEPTABLE, "not_acceptable"),
+        (
+            {"method": "post", "data": "{}", "content_type": "application/json"},
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
     ],
+    ids=["put", "accept-csv", "json-body"],
 )
-def test_drf_refusals_keep_their_codes_and_statuses(drf):
-    assert ERRORS[drf.default_code][0] == drf.status_code
+def test_drfs_own_refusals_are_answered_in_the_envelope(client, request_kwargs, status, code):
+    method = request_kwargs.pop("method")
+    path = reverse("api-classes") if method == "get" else reverse("api-predictions")
+    response = getattr(client, method)(path, **request_kwargs)
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
+
+
+def test_a_throttled_client_is_told_when_to_come_back(client, monkeypatch):
+    from rest_framework.throttling import AnonRateThrottle
+
+    monkeypatch.setattr(AnonRateThrottle, "THROTTLE_RATES", {"anon": "1/minute"})
+    client.get(reverse("api-classes"))
+    response = client.get(reverse("api-classes"))
+    assert response.status_code == HTTPStatus.TOO_MANY_REQUESTS
+    assert response.json()["error"]["code"] == "throttled"
+    assert 0 < int(response["Retry-After"]) <= 60
 
 
 @pytest.mark.parametrize("code", list(ERRORS))
@@ -81,3 +101,21 @@ def test_the_schema_requires_at_least_one_image_in_a_batch(client):
     component = schema["components"]["schemas"][ref]
     assert component["required"] == ["images"]
     assert component["properties"]["images"]["minItems"] == 1
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        exceptions.NotAuthenticated(),
+        exceptions.AuthenticationFailed(),
+        exceptions.PermissionDenied(),
+        exceptions.ValidationError([]),
+        DjangoPermissionDenied(),
+    ],
+    ids=lambda exc: type(exc).__name__,
+)
+def test_a_refusal_drf_or_django_may_raise_later_is_a_json_4xx_not_a_500(exc):
+    error = api_error(exc)
+    assert error is not None and 400 <= error.status < 500
+    body = json.loads(json_error(error).content)
+    assert body["error"]["code"] == error.code

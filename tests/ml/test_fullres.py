@@ -3,9 +3,10 @@ import torch
 from PIL import Image
 
 from ml.checkpoint import record_triage, save_checkpoint
-from ml.fullres import RESOLUTIONS, fullres_report, main
+from ml.fullres import fullres_report, main
 from ml.model import SimpleBNConv
 from ml.preprocessing import PreprocessConfig
+from ml.resolutions import RESOLUTIONS
 
 pytestmark = pytest.mark.slow  # the site's whole path, three resolutions of each image
 

@@ -51,6 +51,18 @@ def test_resume_continues_after_the_last_epoch(trained_checkpoint, examples_dir,
     assert history[:2] == before
 
 
+def test_a_resumed_run_takes_its_own_learning_rate(trained_checkpoint, examples_dir, tmp_path):
+    out = tmp_path / "tiny.pt"
+    shutil.copy(trained_checkpoint, out)
+    shutil.copy(trained_checkpoint.with_suffix(".state.pt"), out.with_suffix(".state.pt"))
+    before = torch.load(out.with_suffix(".state.pt"), map_location="cpu", weights_only=True)["model"]
+    train(data=examples_dir, out=out, config=TrainConfig(epochs=3, batch_size=4, seed=0, lr=0.0), resume=True)
+    after = torch.load(out.with_suffix(".state.pt"), map_location="cpu", weights_only=True)["model"]
+    for name, value in before.items():  # with --lr 0 the third epoch moves no weight (BatchNorm statistics may)
+        if "running" not in name and "num_batches" not in name:
+            torch.testing.assert_close(after[name], value, msg=name)
+
+
 def test_init_starts_from_the_given_weights(trained_checkpoint, examples_dir, tmp_path):
     out = tmp_path / "restart.pt"
     train(
