@@ -212,6 +212,11 @@ class RiskSerializer(serializers.Serializer):
     refer = serializers.BooleanField(
         help_text=_("True when the risk reaches the threshold: show this lesion to a dermatologist.")
     )
+    near = serializers.BooleanField(
+        help_text=_(
+            "True when the risk is below the threshold but at least half of it: too close to the line to reassure."
+        )
+    )
     threshold = serializers.FloatField(
         help_text=_("The referral threshold, chosen on validation images for the stated sensitivity.")
     )

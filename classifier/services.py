@@ -78,6 +78,7 @@ class Risk:
 
     probability: float
     refer: bool
+    near: bool  # not referred, but too close to the threshold to reassure (ml.triage.NEAR_SHARE)
     threshold: float
     sensitivity: float | None
     specificity: float | None
@@ -85,11 +86,6 @@ class Risk:
     @property
     def percent(self) -> float:
         return round(100 * self.probability, 1)
-
-    @property
-    def near(self) -> bool:
-        """Not referred, but at least half the threshold: too close to the line to reassure anyone."""
-        return not self.refer and self.probability >= self.threshold / 2
 
 
 # Pages show the photo and its Grad-CAM this wide (or tall) at most, in the upload's aspect ratio,
@@ -196,6 +192,7 @@ def _result(
         risk=Risk(
             probability=float(decisions.risk[0]),
             refer=bool(decisions.refer[0]),
+            near=bool(decisions.near[0]),
             threshold=policy.refer_at,
             sensitivity=measured.get("sensitivity"),
             specificity=measured.get("specificity"),

@@ -17,6 +17,10 @@ MALIGNANT_OR_PRECANCEROUS = ("MEL", "BCC", "AKIEC")
 MALIGNANT_INDEX = [CLASS_CODES.index(code) for code in MALIGNANT_OR_PRECANCEROUS]
 TARGET_SENSITIVITY = 0.90
 TARGET_SELECTIVE_ACCURACY = 0.70
+# Below the referral threshold but at least this share of it, a result is "near the line": the site
+# does not reassure (no "few warning signs", no green label). A display rule, not fitted; measure_policy
+# reports how many lesions it covers.
+NEAR_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,7 @@ class Decisions:
 
     risk: torch.Tensor  # N grouped risks, P(MEL) + P(BCC) + P(AKIEC)
     refer: torch.Tensor  # N booleans: show a dermatologist
+    near: torch.Tensor  # N booleans: not referred, but too close to the threshold to reassure
     inconclusive: torch.Tensor  # N booleans: no class stands out enough to name one
 
 
@@ -39,12 +44,19 @@ class TriagePolicy:
     refer_at: float
     inconclusive_below: float
 
+    @property
+    def near_at(self) -> float:
+        """The risk from which an unreferred result is near the line (:data:`NEAR_SHARE` of ``refer_at``)."""
+        return NEAR_SHARE * self.refer_at
+
     def decide(self, probabilities: torch.Tensor) -> Decisions:
         """The policy's decisions for calibrated N×7 probabilities (``CLASS_CODES`` order)."""
         grouped = risk(probabilities)
+        refer = grouped >= self.refer_at
         return Decisions(
             risk=grouped,
-            refer=grouped >= self.refer_at,
+            refer=refer,
+            near=~refer & (grouped >= self.near_at),
             inconclusive=probabilities.max(dim=1).values < self.inconclusive_below,
         )
 
@@ -119,7 +131,7 @@ def strictest(policies: list[TriagePolicy]) -> TriagePolicy:
 def measure_policy(probabilities: torch.Tensor, labels: torch.Tensor, policy: TriagePolicy) -> dict[str, Any]:
     """What the policy does on labelled images: referral sensitivity/specificity, answered share and accuracy."""
     decisions = policy.decide(probabilities)
-    referred, answered = decisions.refer, ~decisions.inconclusive
+    referred, near, answered = decisions.refer, decisions.near, ~decisions.inconclusive
     malignant = is_malignant(labels)
     correct = probabilities.argmax(dim=1) == labels
     return {
@@ -127,6 +139,9 @@ def measure_policy(probabilities: torch.Tensor, labels: torch.Tensor, policy: Tr
         "images": len(labels),
         "sensitivity": _share(referred[malignant]),
         "specificity": _share(~referred[~malignant]),
+        # Of the lesions not referred, how many are told "near the line" instead of "few warning signs".
+        "near_of_unreferred_malignant": _share(near[malignant & ~referred]),
+        "near_of_unreferred_benign": _share(near[~malignant & ~referred]),
         "coverage": _share(answered),
         "selective_accuracy": _share(correct[answered]),
         "accuracy_inconclusive": _share(correct[~answered]),

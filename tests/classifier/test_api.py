@@ -328,7 +328,7 @@ def test_the_accurate_model_answers_through_the_same_api(client, example_image, 
     body = response.json()
     assert body["model"]["name"] == "EfficientNetLite0"
     assert sum(p["probability"] for p in body["probabilities"]) == pytest.approx(1, abs=1e-3)
-    assert {"refer", "probability"} <= set(body["risk"])
+    assert {"refer", "near", "probability"} <= set(body["risk"])
     png = base64.b64decode(body["explanation"]["overlay_png_base64"])
     assert Image.open(io.BytesIO(png)).size == (224, 224)
     assert client.get(reverse("api-model")).json()["name"] == "EfficientNetLite0"

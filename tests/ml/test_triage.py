@@ -56,8 +56,20 @@ def test_decide_refers_at_the_threshold_and_calls_flat_answers_inconclusive():
     probs = _probs([{MEL: 0.8}, {NV: 0.9}, {NV: 0.5, MEL: 0.35}])
     decisions = TriagePolicy(refer_at=0.4, inconclusive_below=0.6).decide(probs)
     assert decisions.refer.tolist() == [True, False, True]
+    assert decisions.near.tolist() == [False, False, False]  # referred, or far below 0.2
     assert decisions.inconclusive.tolist() == [False, False, True]
     assert torch.allclose(decisions.risk, risk(probs))
+
+
+def test_an_unreferred_risk_from_half_the_threshold_is_near_the_line():
+    probs = _probs([{MEL: 0.05, NV: 0.9}, {MEL: 0.3, NV: 0.65}, {MEL: 0.5, NV: 0.45}])  # risks 0.07, 0.32, 0.52
+    policy = TriagePolicy(refer_at=0.6, inconclusive_below=0.6)
+    assert policy.near_at == pytest.approx(0.3)
+    decisions = policy.decide(probs)
+    assert decisions.near.tolist() == [False, True, True] and not decisions.refer.any()
+    measured = measure_policy(probs, torch.tensor([MEL, NV, MEL]), policy)
+    assert measured["near_of_unreferred_malignant"] == 0.5
+    assert measured["near_of_unreferred_benign"] == 1.0
 
 
 def test_measure_policy_reports_what_the_policy_does():
