@@ -1,16 +1,20 @@
 """Playwright driving Debian's Chromium against a live server, at desktop and phone sizes."""
 
-import importlib
 import os
 from pathlib import Path
 
 import pytest
 from django.apps import apps
+from django.core import serializers
+from django.db import transaction
 
-from tests.conftest import ROOT
+from classifier.models import LesionClass
+from ml.triage import risk
+from tests.conftest import EXAMPLES, ROOT
 
 CHROMIUM = os.environ.get("DERMAI_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
+LESION = EXAMPLES / "images" / "ISIC_0024306.jpg"  # the lesion the tests upload
 VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "mobile": {"width": 390, "height": 844}}
 
 
@@ -59,11 +63,34 @@ def screenshot(page):
     return take
 
 
+@pytest.fixture(scope="session")
+def migrated_content(django_db_setup, django_db_blocker) -> str:
+    """What the migrations wrote into the classifier's tables (the class texts), as JSON: read once from the
+    freshly migrated test database, so that it is exactly what `migrate` produces."""
+    with django_db_blocker.unblock():
+        rows = [row for model in apps.get_app_config("classifier").get_models() for row in model._base_manager.all()]
+    if not any(isinstance(row, LesionClass) for row in rows):
+        pytest.fail("the test database has no class texts: a test before the browser tests emptied it")
+    return serializers.serialize("json", rows)
+
+
 @pytest.fixture(autouse=True)
-def seeded_classes(transactional_db):
-    """The class content the data migrations seed: live-server tests flush the database between them."""
-    for migration in ("0002_seed_lesion_classes", "0004_seed_spanish"):
-        importlib.import_module(f"classifier.migrations.{migration}").seed(apps, None)
+def migrated_database(transactional_db, migrated_content):
+    """Every browser test starts from the class texts as `migrate` leaves them: a live server's test runs
+    outside a transaction, and the database is flushed after it."""
+    with transaction.atomic():
+        for row in serializers.deserialize("json", migrated_content):
+            row.save()
+
+
+@pytest.fixture(scope="module")
+def lesion_risk() -> float:
+    """The example lesion's grouped risk, read from the model the live server serves."""
+    from classifier.selectors import predictor_get
+
+    predictor, _info = predictor_get()
+    pixels = predictor.read(LESION.read_bytes())
+    return float(risk(predictor.probabilities(pixels.unsqueeze(0)))[0])
 
 
 @pytest.fixture

@@ -1,18 +1,21 @@
-"""The batch page's summary and CSV downloads, and the admin's translations, in Chromium on both screens."""
+"""The batch page's cards, summary and CSV downloads, and the admin's translations, in Chromium on both screens."""
 
 import codecs
 import csv
 import io
+import re
 
 import pytest
 from django.contrib.auth import get_user_model
 from PIL import Image
 from playwright.sync_api import Page, expect
 
-from tests.conftest import EXAMPLES
+from classifier import services
+from ml.triage import TriagePolicy
+from tests.browser.conftest import LESION
+from tests.browser.test_result_card import BENIGN_GREEN, PERCENT, TEXT
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-LESION = EXAMPLES / "images" / "ISIC_0024306.jpg"
 TEXTS = {
     "en": {
         "analyse": "Analyse image",
@@ -73,6 +76,41 @@ def test_the_batch_counts_its_cards_and_both_csvs_open_with_a_bom_and_unique_nam
     local = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig")), delimiter=";"))
     assert [row["image"] for row in local] == ["a.jpg", "a.png", "María"]
     assert local[0]["MEL"].replace(",", ".") == rows[0]["MEL"] and "," in local[0]["risk"]
+
+
+@pytest.mark.parametrize("language", ["en", "es"])
+@pytest.mark.parametrize("state", ["few+inconclusive", "near"])
+def test_each_batch_card_reads_like_the_result_page_without_decimals_or_green(
+    page: Page, live_server, monkeypatch, tmp_path, screenshot, axe, lesion_risk, language, state
+):
+    if state == "near":  # the line at 1.5 times the lesion's risk: under it, but within a factor of two
+        policy = TriagePolicy(refer_at=lesion_risk * 1.5, inconclusive_below=0.0)
+    else:
+        policy = TriagePolicy(refer_at=1.01, inconclusive_below=1.01)
+    monkeypatch.setattr(services, "triage_get", lambda: {"policy": policy, "measured": {}})
+    texts, text = in_language(page, live_server, language), TEXT[language]
+    for name in ("a.jpg", "b.jpg"):
+        (tmp_path / name).write_bytes(LESION.read_bytes())
+    page.goto("/")
+    page.locator("input[type=file]").set_input_files([tmp_path / "a.jpg", tmp_path / "b.jpg"])
+    page.get_by_role("button", name=texts["analyse"]).click()
+    cards = page.locator(".batch-card")
+    expect(cards).to_have_count(2)
+    for card in cards.all():
+        expect(card.locator(".verdict-text")).to_have_text(text[state.split("+")[0]])
+        if "inconclusive" in state:  # folded into the verdict, and no category beside a diagnosis
+            expect(card.locator(".verdict-more")).to_have_text(text["cannot tell"])
+            expect(card.locator(".category")).to_have_count(0)
+        else:
+            expect(card.locator(".verdict-more")).to_have_count(0)
+            assert card.locator(".category").count() > 0
+        colours = card.locator(".category").evaluate_all("els => els.map(el => getComputedStyle(el).color)")
+        assert BENIGN_GREEN not in colours  # no reassuring green near the line
+        numbers = [*card.locator(".value").all_text_contents(), card.locator(".score strong").inner_text()]
+        assert len(numbers) == 3 + 7 + 1 and all(PERCENT.fullmatch(n) for n in numbers), numbers
+        assert not re.search(r"\d[.,]\d", " ".join(card.all_text_contents()))  # no decimals a visitor reads
+    screenshot(f"batch-cards-{state}-{language}")
+    assert axe() == []
 
 
 @pytest.fixture

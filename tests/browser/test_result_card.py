@@ -1,23 +1,19 @@
 """The result card as a worried person reads it: Chromium on a laptop (1366×900) and a phone (390×844),
 in English and in Spanish."""
 
-import importlib
 import re
 
 import pytest
-from django.apps import apps
 from playwright.sync_api import Page, expect
 
 import ml.explain
 from classifier import services
 from ml.negatives import non_lesion_images
-from ml.triage import TriagePolicy, risk
-from tests.browser.conftest import ARTIFACTS
+from ml.triage import TriagePolicy
+from tests.browser.conftest import ARTIFACTS, LESION
 from tests.browser.test_ui import assert_no_horizontal_overflow
-from tests.conftest import EXAMPLES
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-LESION = EXAMPLES / "images" / "ISIC_0024306.jpg"
 VIEWPORTS = {"laptop": {"width": 1366, "height": 900}, "phone": {"width": 390, "height": 844}}
 BENIGN_GREEN = "rgb(6, 118, 71)"  # --benign in static/css/site.css
 PERCENT = re.compile(r"(<1|>99|\d{1,2})\u00a0%")  # whole percents, a non-breaking space before "%"
@@ -60,24 +56,6 @@ def page(request, browser, live_server):
     page.viewport_name, page.language = viewport, language
     yield page
     context.close()
-
-
-@pytest.fixture(autouse=True)
-def current_classes(seeded_classes):
-    """The class texts as every migration leaves them: AKIEC's name (0007) and its category (0009)."""
-    akiec = importlib.import_module("classifier.migrations.0007_akiec_includes_squamous_cell_carcinoma")
-    akiec.replace(apps, akiec.OLD, akiec.NEW)
-    importlib.import_module("classifier.migrations.0009_akiec_precancerous_or_malignant").forwards(apps, None)
-
-
-@pytest.fixture(scope="module")
-def lesion_risk() -> float:
-    """The example lesion's grouped risk, read from the model the live server serves."""
-    from classifier.selectors import predictor_get
-
-    predictor, _info = predictor_get()
-    pixels = predictor.read(LESION.read_bytes())
-    return float(risk(predictor.probabilities(pixels.unsqueeze(0)))[0])
 
 
 def upload(page: Page, path=LESION) -> None:

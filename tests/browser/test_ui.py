@@ -8,10 +8,10 @@ from playwright.sync_api import Page, expect
 from classifier import services
 from ml.negatives import non_lesion_images
 from ml.triage import TriagePolicy
+from tests.browser.conftest import LESION
 from tests.conftest import EXAMPLES
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-LESION = EXAMPLES / "images" / "ISIC_0024306.jpg"
 
 
 def assert_accessible_basics(page: Page) -> None:

@@ -1,9 +1,11 @@
-"""The batch page's summary line and its two CSV downloads."""
+"""The batch page: its cards, the summary line above them and its two CSV downloads."""
 
 import base64
 import codecs
 import csv
 import io
+import re
+from html import unescape
 from http import HTTPStatus
 from types import SimpleNamespace
 
@@ -12,11 +14,14 @@ from django.urls import reverse
 from django.utils import translation
 from PIL import Image
 
+from classifier import services
 from classifier.views import BATCH_CSV_EXTRA, batch_summary
 from ml import CLASS_CODES
+from ml.triage import TriagePolicy
 from tests.classifier.conftest import upload
 
 pytestmark = pytest.mark.django_db
+PERCENT = re.compile(r"(<1|>99|\d{1,2})\u00a0%")  # whole percents, a non-breaking space before "%"
 
 
 def csv_bytes(data_uri: str) -> bytes:
@@ -41,6 +46,45 @@ def test_the_batch_page_counts_its_cards_in_one_line_above_them(client, examples
     assert response.context["summary"] == summary
     html = response.content.decode()
     assert html.index(summary) < html.index('class="batch-cards"')
+
+
+@pytest.mark.parametrize(
+    ("policy", "verdict"),
+    [
+        (TriagePolicy(refer_at=0.0, inconclusive_below=1.01), "DermAI suggests showing this spot to a dermatologist."),
+        (
+            TriagePolicy(refer_at=1.01, inconclusive_below=1.01),
+            "DermAI found few warning signs. This does not rule out cancer.",
+        ),
+        (
+            TriagePolicy(refer_at=1.01, inconclusive_below=0.0),
+            "DermAI found few warning signs. This does not rule out cancer.",
+        ),
+    ],
+    ids=["refer+inconclusive", "few+inconclusive", "few"],
+)
+def test_a_batch_card_says_what_the_result_page_says(client, example_image, monkeypatch, policy, verdict):
+    monkeypatch.setattr(services, "triage_get", lambda: {"policy": policy, "measured": {}})
+    single = client.post(reverse("home"), {"image": upload(example_image)}).content.decode()
+    response = client.post(reverse("home"), {"image": [upload(example_image, "a.jpg"), upload(example_image, "b.jpg")]})
+    assert response.status_code == HTTPStatus.OK
+    cards = [
+        card.split("</div>\n  </li>", 1)[0] for card in response.content.decode().split('<li class="batch-card')[1:]
+    ]
+    assert len(cards) == 2
+    top3 = single.split('<ol class="top3">', 1)[1].split("</ol>", 1)[0]
+    inconclusive = policy.inconclusive_below > 1
+    for card in cards:
+        assert f'<p class="verdict-text">{verdict}</p>' in card
+        assert ("DermAI cannot tell which kind of spot this is." in card) == inconclusive
+        assert top3 in card  # the same diagnoses, numbers, categories and colours as the result page
+        if inconclusive:  # no category at all, so no reassuring green
+            assert "category" not in card
+        values = [unescape(v) for v in re.findall(r'class="value">([^<]*)<', card)]
+        assert len(values) == 3 + 7 and all(PERCENT.fullmatch(v) for v in values), values
+        text = unescape(re.sub(r"<[^>]+>", " ", card))
+        assert not re.search(r"\d[.,]\d", text), text  # no decimals anywhere a visitor reads
+        assert re.search(r"Warning-sign score:\s+[<>]?\d{1,2}\u00a0%", text)
 
 
 def _items(refer: int, few_signs: int, failed: int) -> list[SimpleNamespace]:

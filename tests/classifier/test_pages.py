@@ -61,13 +61,21 @@ def test_a_good_image_shows_seven_probabilities_and_the_database_descriptions(cl
     [
         (
             TriagePolicy(refer_at=0.0, inconclusive_below=1.01),
-            ["DermAI cannot tell which kind of spot this is.", "DermAI suggests showing this spot to a dermatologist."],
-            ["Most likely:"],
+            [
+                "DermAI cannot tell which kind of spot this is.",
+                "DermAI suggests showing this spot to a dermatologist.",
+                "Where the model looked. No answer stands out: the colours are for the likeliest of the three,",
+            ],
+            ["Most likely:", "Where the model looked for its answer"],  # the heatmap claims no answer either
         ),
         (
             TriagePolicy(refer_at=1.01, inconclusive_below=0.0),
-            ["Most likely:", "DermAI found few warning signs. This does not rule out cancer."],
-            ["DermAI cannot tell", "DermAI suggests showing"],
+            [
+                "Most likely:",
+                "DermAI found few warning signs. This does not rule out cancer.",
+                "Where the model looked for its answer,",
+            ],
+            ["DermAI cannot tell", "DermAI suggests showing", "No answer stands out"],
         ),
     ],
     ids=["inconclusive-and-refer", "named-and-not-referred"],
