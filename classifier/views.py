@@ -68,14 +68,24 @@ def csv_data_uri(text: str) -> str:
 
 
 def batch_summary(items: list[BatchItem]) -> str:
-    """The cards counted in one line, from their triage and refusals: "3 to show a dermatologist, 2 not analysed"."""
-    results = [item.result for item in items]
-    refer = sum(1 for result in results if result and result.risk.refer)
-    few_signs = sum(1 for result in results if result and not result.risk.refer)
-    failed = results.count(None)
+    """The cards counted in one line, by the verdict each card gives: "3 to show a dermatologist, 2 not analysed"."""
+    risks = [item.result.risk for item in items if item.result]
+    refer = sum(1 for risk in risks if risk.refer)
+    near = sum(1 for risk in risks if risk.near)
+    few_signs = len(risks) - refer - near
+    failed = len(items) - len(risks)
     parts = []
     if refer:
         parts.append(ngettext("%(n)d to show a dermatologist", "%(n)d to show a dermatologist", refer) % {"n": refer})
+    if near:
+        parts.append(
+            ngettext(
+                "%(n)d with warning signs just below the line",
+                "%(n)d with warning signs just below the line",
+                near,
+            )
+            % {"n": near}
+        )
     if few_signs:
         parts.append(
             ngettext("%(n)d with few warning signs", "%(n)d with few warning signs", few_signs) % {"n": few_signs}

@@ -35,16 +35,17 @@ def test_the_batch_page_counts_its_cards_in_one_line_above_them(client, examples
     files.append(upload(b"not an image", "notes.jpg"))
     response = client.post(reverse("home"), {"image": files})
     assert response.status_code == HTTPStatus.OK
-    results = [item.result for item in response.context["items"]]
-    refer = sum(1 for r in results if r and r.risk.refer)
-    parts = [
-        f"{refer} to show a dermatologist" if refer else "",
-        f"{4 - refer} with few warning signs" if refer < 4 else "",
-        "1 not analysed",
-    ]
-    summary = ", ".join(part for part in parts if part)
-    assert response.context["summary"] == summary
     html = response.content.decode()
+    # The line counts what the cards say: one verdict sentence per classified card.
+    cards = {
+        "to show a dermatologist": html.count("DermAI suggests showing this spot to a dermatologist."),
+        "with warning signs just below the line": html.count("DermAI found some warning signs, just below"),
+        "with few warning signs": html.count("DermAI found few warning signs."),
+    }
+    assert sum(cards.values()) == 4
+    parts = [f"{n} {words}" for words, n in cards.items() if n] + ["1 not analysed"]
+    summary = ", ".join(parts)
+    assert response.context["summary"] == summary
     assert html.index(summary) < html.index('class="batch-cards"')
 
 
@@ -87,13 +88,14 @@ def test_a_batch_card_says_what_the_result_page_says(client, example_image, monk
         assert re.search(r"Warning-sign score:\s+[<>]?\d{1,2}\u00a0%", text)
 
 
-def _items(refer: int, few_signs: int, failed: int) -> list[SimpleNamespace]:
-    def result(flag: bool) -> SimpleNamespace:
-        return SimpleNamespace(risk=SimpleNamespace(refer=flag))
+def _items(refer: int, near: int, few_signs: int, failed: int) -> list[SimpleNamespace]:
+    def result(refer: bool, near: bool) -> SimpleNamespace:
+        return SimpleNamespace(risk=SimpleNamespace(refer=refer, near=near))
 
     return (
-        [SimpleNamespace(result=result(True))] * refer
-        + [SimpleNamespace(result=result(False))] * few_signs
+        [SimpleNamespace(result=result(True, False))] * refer
+        + [SimpleNamespace(result=result(False, True))] * near
+        + [SimpleNamespace(result=result(False, False))] * few_signs
         + [SimpleNamespace(result=None)] * failed
     )
 
@@ -101,11 +103,16 @@ def _items(refer: int, few_signs: int, failed: int) -> list[SimpleNamespace]:
 @pytest.mark.parametrize(
     ("language", "counts", "expected"),
     [
-        ("en", (3, 0, 2), "3 to show a dermatologist, 2 not analysed"),
-        ("en", (1, 1, 1), "1 to show a dermatologist, 1 with few warning signs, 1 not analysed"),
-        ("es", (3, 0, 2), "3 para mostrar a un dermatólogo, 2 no analizadas"),
-        ("es", (1, 2, 1), "1 para mostrar a un dermatólogo, 2 con pocas señales de alarma, 1 no analizada"),
-        ("es", (0, 5, 0), "5 con pocas señales de alarma"),
+        ("en", (3, 0, 0, 2), "3 to show a dermatologist, 2 not analysed"),
+        (
+            "en",
+            (1, 1, 1, 1),
+            "1 to show a dermatologist, 1 with warning signs just below the line, "
+            "1 with few warning signs, 1 not analysed",
+        ),
+        ("es", (3, 0, 0, 2), "3 para mostrar a un dermatólogo, 2 no analizadas"),
+        ("es", (1, 0, 2, 1), "1 para mostrar a un dermatólogo, 2 con pocas señales de alarma, 1 no analizada"),
+        ("es", (0, 2, 5, 0), "2 con señales de alarma justo por debajo del límite, 5 con pocas señales de alarma"),
     ],
 )
 def test_the_summary_counts_in_each_language_with_its_plural_forms(language, counts, expected):
