@@ -15,10 +15,9 @@ graceful_timeout = 20
 # seconds. Memory is bounded instead, per request (ml.preprocessing's decoding limits).
 max_requests = 0
 # Instead, a worker whose resident memory has grown past this ceiling (MB) finishes its request and
-# is replaced: a safety net for a slow leak, above a worker's working set (~480 MB). The ceiling is
-# checked after a request, so it sits one request's growth (a 12 MB body held in memory and its
-# decoding) below the 600 MB a worker may hold at any moment (docs/benchmarks.md). 0 turns it off.
-max_worker_rss_mb = int(os.environ.get("DERMAI_WORKER_MAX_RSS_MB", 550))
+# is replaced: a safety net for a slow leak, above a worker's working set (~480 MB; docs/benchmarks.md).
+# 0 turns it off.
+max_worker_rss_mb = int(os.environ.get("DERMAI_WORKER_MAX_RSS_MB", 600))
 accesslog = "-"
 # The control socket defaults to one path per user (~/.gunicorn/gunicorn.ctl): a second instance on
 # the same host would take it over from the first. DermAI needs no runtime control interface.
