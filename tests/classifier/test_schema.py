@@ -9,7 +9,9 @@ import pytest
 import schemathesis
 from django.core.cache import cache
 from django.core.serializers.json import DjangoJSONEncoder
+from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -54,6 +56,17 @@ def served_schema() -> schemathesis.schemas.BaseSchema:
 
 
 schema = served_schema()
+
+
+@pytest.fixture(autouse=True)
+def connection_kept_open():
+    """As Django's test client does: the WSGI handler's close_old_connections would close the test's
+    own connection, inside its transaction (PostgreSQL then answers "the connection is closed")."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
 
 
 @pytest.mark.slow  # about 20 s: a few dozen requests per operation, a batch of lesion photos among them
