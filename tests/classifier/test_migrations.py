@@ -32,14 +32,26 @@ def test_data_migration_seeds_spanish_for_every_class():
     assert all(len(t.description) > 80 for t in spanish)
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_akiec_text_names_squamous_cell_carcinoma_unless_an_admin_edited_it():
-    before = ("classifier", "0006_drop_display_order")
-    after = ("classifier", "0007_akiec_includes_squamous_cell_carcinoma")
+def _migrated_to(target: tuple[str, str] | None = None):
+    """Migrate the test database to ``target`` (the latest migrations if None); the apps as they were then."""
     executor = MigrationExecutor(connection)
-    executor.migrate([before])
-    old_apps = executor.loader.project_state([before]).apps
-    seeded = importlib.import_module(f"classifier.migrations.{after[1]}").OLD  # the texts 0002 and 0004 seeded
+    targets = [target] if target else executor.loader.graph.leaf_nodes()
+    executor.migrate(targets)
+    return executor.loader.project_state(targets).apps
+
+
+@pytest.fixture
+def migrations_undone_and_redone():
+    """For tests that migrate back: the database ends at the latest migrations whatever happens."""
+    yield _migrated_to
+    _migrated_to()
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_akiec_text_names_squamous_cell_carcinoma_unless_an_admin_edited_it(migrations_undone_and_redone):
+    after = "0007_akiec_includes_squamous_cell_carcinoma"
+    old_apps = migrations_undone_and_redone(("classifier", "0006_drop_display_order"))
+    seeded = importlib.import_module(f"classifier.migrations.{after}").OLD  # the texts 0002 and 0004 seeded
     akiec, _ = old_apps.get_model("classifier", "LesionClass").objects.update_or_create(
         code="AKIEC", defaults={"name": seeded["en"][0], "description": seeded["en"][1], "category": "precancerous"}
     )
@@ -48,38 +60,27 @@ def test_akiec_text_names_squamous_cell_carcinoma_unless_an_admin_edited_it():
         language="es",
         defaults={"name": seeded["es"][0], "description": "Editado en el admin."},
     )
-    executor = MigrationExecutor(connection)
-    executor.migrate([after])
+    migrations_undone_and_redone(("classifier", after))
     akiec = LesionClass.objects.get(code="AKIEC")
     assert akiec.name == "Actinic keratosis / squamous cell carcinoma"
     assert "squamous cell carcinoma" in akiec.description
     spanish = akiec.translations.get(language="es")
     assert spanish.name == "Queratosis actínica / carcinoma intraepitelial"  # the edited row is left alone
     assert spanish.description == "Editado en el admin."
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())  # the schema the next tests expect
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_akiec_becomes_precancerous_or_malignant_and_back():
+def test_akiec_becomes_precancerous_or_malignant_and_back(migrations_undone_and_redone):
     before = ("classifier", "0008_reference_url_http_or_https")
-    after = ("classifier", "0009_akiec_precancerous_or_malignant")
-    executor = MigrationExecutor(connection)
-    executor.migrate([before])
-    old_apps = executor.loader.project_state([before]).apps
+    old_apps = migrations_undone_and_redone(before)
     # Whatever rows earlier tests left: the row as 0008 knew it.
     old_apps.get_model("classifier", "LesionClass").objects.update_or_create(
         code="AKIEC", defaults={"name": "Actinic keratosis", "description": "Seeded.", "category": "precancerous"}
     )
-    executor = MigrationExecutor(connection)
-    executor.migrate([after])
+    migrations_undone_and_redone(("classifier", "0009_akiec_precancerous_or_malignant"))
     assert LesionClass.objects.get(code="AKIEC").category == "precancerous_or_malignant"
-    executor = MigrationExecutor(connection)
-    executor.migrate([before])
-    old_apps = executor.loader.project_state([before]).apps
+    old_apps = migrations_undone_and_redone(before)
     assert old_apps.get_model("classifier", "LesionClass").objects.get(code="AKIEC").category == "precancerous"
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())
 
 
 @pytest.mark.slow  # migrates a copy of the project in a subprocess
