@@ -50,10 +50,10 @@ def class_recalls_get() -> dict[str, float]:
     return {code: row["recall"] for code, row in validation.get("per_class", {}).items()}
 
 
-def class_recalls_list() -> list[tuple[ClassContent, int]]:
-    """Each class with how many in 100 of its validation images the model finds (recorded classes only)."""
+def class_recalls_list() -> list[tuple[ClassContent, float]]:
+    """Each class with the share of its validation images the model finds (recorded classes only)."""
     recalls = class_recalls_get()
-    return [(content, round(100 * recalls[code])) for code, content in class_contents_get().items() if code in recalls]
+    return [(content, recalls[code]) for code, content in class_contents_get().items() if code in recalls]
 
 
 def triage_get() -> dict[str, Any]:

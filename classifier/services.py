@@ -62,11 +62,6 @@ class ClassProbability(ClassContent):
     def percent(self) -> float:
         return round(100 * self.probability, 1)
 
-    @property
-    def found_in_100(self) -> int | None:
-        """ "Recognises about N in 100" of this class's validation images."""
-        return None if self.recall is None else round(100 * self.recall)
-
 
 @dataclass(frozen=True)
 class Risk:
@@ -271,7 +266,9 @@ def predictions_create(*, images: list[ImageUpload], thumbnails: bool = False) -
             errors[index] = error
             continue
         if upload.refusal is not None:
-            errors[index] = _refusal(upload.refusal, thumbnail=_png(upload.pixels, size=96) if thumbnails else b"")
+            errors[index] = _refusal(
+                upload.refusal, thumbnail=_png(upload.pixels, size=THUMBNAIL_SIZE) if thumbnails else b""
+            )
         else:
             prepared[index] = upload.pixels
     probs_by_index = {}
@@ -279,7 +276,7 @@ def predictions_create(*, images: list[ImageUpload], thumbnails: bool = False) -
         assessment = predictor.assess(torch.stack(list(prepared.values())))
         for index, probs, refused in zip(prepared, assessment.probabilities.tolist(), assessment.out_of_scope):
             if refused:
-                thumbnail = _png(prepared[index], size=96) if thumbnails else b""
+                thumbnail = _png(prepared[index], size=THUMBNAIL_SIZE) if thumbnails else b""
                 errors[index] = _refusal(Refusal.NOT_DERMATOSCOPIC, thumbnail=thumbnail)
             else:
                 probs_by_index[index] = probs
@@ -290,7 +287,7 @@ def predictions_create(*, images: list[ImageUpload], thumbnails: bool = False) -
         if index in errors:
             items.append(BatchItem(name=upload.name, error=errors[index]))
             continue
-        extra = {"preview_png": _png(prepared[index], size=96)} if thumbnails else {}
+        extra = {"preview_png": _png(prepared[index], size=THUMBNAIL_SIZE)} if thumbnails else {}
         result = _result(probs_by_index[index], info=info, classes=classes, elapsed_ms=elapsed_ms, **extra)
         items.append(BatchItem(name=upload.name, result=result))
     return items
