@@ -15,7 +15,7 @@ graceful_timeout = 20
 # seconds. Memory is bounded instead, per request (ml.preprocessing's decoding limits).
 max_requests = 0
 # Instead, a worker whose resident memory has grown past this ceiling (MB) finishes its request and
-# is replaced: a safety net for a slow leak, above a worker's working set (~480 MB; docs/benchmarks.md).
+# is replaced: a safety net for a slow leak, above a worker's working set (~470 MB under the soak; docs/benchmarks.md).
 # 0 turns it off.
 max_worker_rss_mb = int(os.environ.get("DERMAI_WORKER_MAX_RSS_MB", 600))
 accesslog = "-"
@@ -58,10 +58,18 @@ def post_fork(server, worker):
 
 
 def post_request(worker, req, environ, resp):
-    """Replace a worker whose memory passed ``DERMAI_WORKER_MAX_RSS_MB``, once its answer is sent."""
-    from dermai_site.memory import resident_mb
+    """Replace a worker whose memory passed ``DERMAI_WORKER_MAX_RSS_MB``, once its answer is sent.
+
+    Near the ceiling (within the freed heap it may keep) the worker first returns its free heap to
+    the kernel; only memory it still holds after that counts against it.
+    """
+    from dermai_site.memory import KEPT_FREE_MB, release_freed_memory, resident_mb
 
     rss = resident_mb()
-    if max_worker_rss_mb and rss is not None and rss > max_worker_rss_mb:
+    if not max_worker_rss_mb or rss is None or rss <= max_worker_rss_mb - KEPT_FREE_MB:
+        return
+    release_freed_memory()
+    rss = resident_mb()
+    if rss > max_worker_rss_mb:
         worker.log.warning("worker %s holds %.0f MB > %d MB: replacing it", worker.pid, rss, max_worker_rss_mb)
         worker.alive = False  # the sync worker leaves its loop; the master forks a fresh one

@@ -147,7 +147,10 @@ def _read(predictor: Predictor, upload: ImageUpload) -> Upload:
         return predictor.read_upload(upload.data)
     except ImageError as error:
         logger.info("refused an upload: %s (%s)", error.code, error.message)  # never the image bytes
-        raise PredictionError(error.code, reason=error.reason) from None
+        code, reason = error.code, error.reason
+    # Raised outside the handler, so the error carries no context: a stored error would otherwise
+    # keep the ImageError's frames, the request and its uploads alive until a full garbage collection.
+    raise PredictionError(code, reason=reason)
 
 
 def _cost(upload: ImageUpload) -> int:
@@ -263,7 +266,7 @@ def predictions_create(*, images: list[ImageUpload], thumbnails: bool = False) -
         try:
             upload = _read(predictor, image)
         except PredictionError as error:
-            errors[index] = error
+            errors[index] = error.with_traceback(None)  # kept: without its frames (and this one's uploads)
             continue
         if upload.refusal is not None:
             errors[index] = _refusal(

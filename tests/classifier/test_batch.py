@@ -4,9 +4,11 @@ import base64
 import codecs
 import csv
 import io
+import gc
 import re
 from html import unescape
 from http import HTTPStatus
+import weakref
 from types import SimpleNamespace
 
 import pytest
@@ -138,3 +140,20 @@ def test_both_csv_files_open_in_excel_with_accents_unique_names_and_the_same_num
         assert local_row["refer"] == row["refer"] and local_row["prediction"] == row["prediction"]
     html = response.content.decode()
     assert 'download="dermai-predictions.csv"' in html and 'download="dermai-predictions-semicolon.csv"' in html
+
+
+def test_a_refused_file_frees_its_bytes_as_soon_as_the_batch_is_answered(example_image):
+    # A stored error must not keep the batch's frames (and every upload in them) alive: such cycles
+    # wait for a full garbage collection, which a worker runs rarely, so memory grew with each batch.
+    refused = services.ImageUpload(name="bad.jpg", data=b"not an image", size=12)
+    kept = weakref.ref(refused)
+    gc.disable()
+    try:
+        items = services.predictions_create(
+            images=[refused, services.ImageUpload("ok.jpg", example_image, len(example_image))]
+        )
+        del refused
+        assert kept() is None
+    finally:
+        gc.enable()
+    assert items[0].error.code == "unsupported_format" and items[1].result is not None

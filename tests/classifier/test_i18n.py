@@ -6,6 +6,7 @@ import pytest
 from django.urls import reverse
 
 from classifier.models import LesionClass, LesionClassTranslation
+from classifier.templatetags.dermai import per_100
 from tests.classifier.conftest import change_form_data, upload
 
 pytestmark = pytest.mark.django_db
@@ -79,3 +80,8 @@ def test_spanish_result_numbers_are_whole_percents_with_a_non_breaking_space(cli
     assert f"Puntuación de señales de alarma: <strong>{round(100 * result.risk.probability)}\u00a0%</strong>" in html
     top = result.ranked[0]
     assert f'<span class="value">{round(100 * top.probability)}\u00a0%</span>' in html
+
+
+def test_shares_read_as_whole_numbers_in_100_and_an_unmeasured_one_as_a_dash():
+    assert [per_100(share) for share in (0.0, 0.287, 0.995, 1.0)] == [0, 29, 100, 100]
+    assert per_100(None) == "–"

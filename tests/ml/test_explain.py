@@ -72,5 +72,11 @@ def test_predictor_explain_returns_an_overlay_of_the_model_input_and_where_its_h
     pixels = predictor.read(_lesion_at(200, 150))
     explained = predictor.explain(pixels, target=0)
     assert explained.overlay.shape == pixels.shape and explained.overlay.dtype == torch.uint8
-    assert 0 <= explained.centre_share <= 1
-    assert explained.off_centre == (explained.centre_share < OFF_CENTRE_BELOW)
+    assert not torch.equal(explained.overlay, pixels)
+
+
+@pytest.mark.parametrize(("x", "y", "off_centre"), [(200, 150, False), (60, 50, True), (60, 250, True)])
+def test_the_heat_for_melanoma_follows_the_dark_lesion(x, y, off_centre):
+    predictor = Predictor(SHIPPED_CHECKPOINT)
+    explained = predictor.explain(predictor.read(_lesion_at(x, y)), target=0)
+    assert explained.off_centre is off_centre
