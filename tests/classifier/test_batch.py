@@ -3,12 +3,12 @@
 import base64
 import codecs
 import csv
-import io
 import gc
+import io
 import re
+import weakref
 from html import unescape
 from http import HTTPStatus
-import weakref
 from types import SimpleNamespace
 
 import pytest
