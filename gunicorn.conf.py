@@ -60,16 +60,12 @@ def post_fork(server, worker):
 def post_request(worker, req, environ, resp):
     """Replace a worker whose memory passed ``DERMAI_WORKER_MAX_RSS_MB``, once its answer is sent.
 
-    Near the ceiling (within the freed heap it may keep) the worker first returns its free heap to
-    the kernel; only memory it still holds after that counts against it.
+    Near the ceiling the worker first returns its free heap to the kernel; only memory it still
+    holds after that counts against it (``dermai_site.memory.over_ceiling``).
     """
-    from dermai_site.memory import KEPT_FREE_MB, release_freed_memory, resident_mb
+    from dermai_site.memory import over_ceiling
 
-    rss = resident_mb()
-    if not max_worker_rss_mb or rss is None or rss <= max_worker_rss_mb - KEPT_FREE_MB:
-        return
-    release_freed_memory()
-    rss = resident_mb()
-    if rss > max_worker_rss_mb:
+    rss = over_ceiling(max_worker_rss_mb) if max_worker_rss_mb else None
+    if rss is not None:
         worker.log.warning("worker %s holds %.0f MB > %d MB: replacing it", worker.pid, rss, max_worker_rss_mb)
         worker.alive = False  # the sync worker leaves its loop; the master forks a fresh one

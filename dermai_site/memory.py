@@ -30,7 +30,7 @@ def release_freed_memory() -> None:
 
     Requests of different sizes (an 11 MB upload, then a small one) leave free holes inside the heap
     that the trim threshold never returns, so a worker's RSS creeps up by tens of MB under varied
-    traffic. Trimming costs a few milliseconds, so it runs only when a worker nears its ceiling.
+    traffic. A trim costs about 1 ms here, so it runs only when a worker nears its ceiling.
     """
     if platform.libc_ver()[0] == "glibc":
         ctypes.CDLL("libc.so.6").malloc_trim(0)
@@ -43,3 +43,17 @@ def resident_mb() -> float | None:
     except (OSError, IndexError, ValueError):
         return None
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def over_ceiling(ceiling_mb: float) -> float | None:
+    """This process's RSS in MB when it exceeds ``ceiling_mb`` even after returning its free heap, else None.
+
+    Within :data:`KEPT_FREE_MB` of the ceiling the free heap is returned first (:func:`release_freed_memory`):
+    only memory still held after that counts. Below that band a check is one read of /proc.
+    """
+    rss = resident_mb()
+    if rss is None or rss <= ceiling_mb - KEPT_FREE_MB:
+        return None
+    release_freed_memory()
+    rss = resident_mb()
+    return rss if rss is not None and rss > ceiling_mb else None

@@ -35,7 +35,7 @@ def image_statistics(pixels: torch.Tensor) -> dict[str, float]:
     laplacian = np.abs(4 * grey[1:-1, 1:-1] - grey[:-2, 1:-1] - grey[2:, 1:-1] - grey[1:-1, :-2] - grey[1:-1, 2:])
     channels = rgb.astype(np.int32)
     fine = channels >> 2  # 6 bits per channel
-    counts = np.bincount((fine[..., 0] << 12 | fine[..., 1] << 6 | fine[..., 2]).ravel(), minlength=1 << 18)
+    counts = np.bincount((fine[..., 0] << 12 | fine[..., 1] << 6 | fine[..., 2]).ravel())
     coarse = channels >> 3  # 5 bits per channel
     colours = np.count_nonzero(np.bincount((coarse[..., 0] << 10 | coarse[..., 1] << 5 | coarse[..., 2]).ravel()))
     rg = values[..., 0] - values[..., 1]

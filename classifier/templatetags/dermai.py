@@ -23,7 +23,7 @@ NBSP = "\u00a0"
 def per_100(share: float | None) -> int | str:
     """A share in [0, 1] as a whole "N in 100": how the pages say measured rates to a lay reader.
 
-    An unmeasured share (None) is a dash, never the word "None"; the pages leave such sentences out.
+    An unmeasured share (None) is a dash, never the word "None".
     """
     return "–" if share is None else round(100 * share)
 

@@ -1,6 +1,7 @@
 """`make run` serves through gunicorn from the repository's config: workers forked from a preloaded
 master must start, load the model and answer predictions."""
 
+import contextlib
 import ctypes
 import http.client
 import http.server
@@ -98,13 +99,15 @@ def server(tmp_path, server_env, migrated_database):
         except OSError:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             pytest.fail(f"gunicorn did not become ready: {process.communicate()[1].decode()[-2000:]}")
         time.sleep(0.2)
     yield base, process
     # No test here is about shutting down: killing the group saves the ~2 s a graceful stop takes
     # (workers and master each unloading torch).
-    os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):  # a test may have stopped it already
+        os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
     process.stderr.close()
 

@@ -67,8 +67,12 @@ def test_centre_share_splits_the_image_into_two_halves_of_equal_area():
     assert centre_share(corners) == 0.0 < OFF_CENTRE_BELOW
 
 
-def test_predictor_explain_returns_an_overlay_of_the_model_input_and_where_its_heat_lies():
-    predictor = Predictor(SHIPPED_CHECKPOINT)
+@pytest.fixture(scope="module")
+def predictor() -> Predictor:
+    return Predictor(SHIPPED_CHECKPOINT)
+
+
+def test_predictor_explain_returns_an_overlay_of_the_model_input_and_where_its_heat_lies(predictor):
     pixels = predictor.read(_lesion_at(200, 150))
     explained = predictor.explain(pixels, target=0)
     assert explained.overlay.shape == pixels.shape and explained.overlay.dtype == torch.uint8
@@ -76,7 +80,8 @@ def test_predictor_explain_returns_an_overlay_of_the_model_input_and_where_its_h
 
 
 @pytest.mark.parametrize(("x", "y", "off_centre"), [(200, 150, False), (60, 50, True), (60, 250, True)])
-def test_the_heat_for_melanoma_follows_the_dark_lesion(x, y, off_centre):
-    predictor = Predictor(SHIPPED_CHECKPOINT)
+def test_the_heat_for_melanoma_follows_the_dark_lesion(predictor, x, y, off_centre):
+    # The shipped weights' heat, measured: 96 % in the centre for a centred lesion, 5 % and 14 % for
+    # these corners (a lesion at the top right: 37 %). A new shipped model must pass it again.
     explained = predictor.explain(predictor.read(_lesion_at(x, y)), target=0)
     assert explained.off_centre is off_centre
