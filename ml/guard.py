@@ -40,17 +40,13 @@ def image_statistics(pixels: torch.Tensor) -> dict[str, float]:
     colours = np.count_nonzero(np.bincount((coarse[..., 0] << 10 | coarse[..., 1] << 5 | coarse[..., 2]).ravel()))
     rg = values[..., 0] - values[..., 1]
     yb = 0.5 * (values[..., 0] + values[..., 1]) - values[..., 2]
-    size = laplacian.size
+    size, low, high = laplacian.size, (laplacian.size - 1) // 2, laplacian.size // 2
     # The median as np.median takes it (the mean of the one or two middle values), by partition, not sort.
-    middle = (
-        np.partition(laplacian, [(size - 1) // 2, size // 2], axis=None)[(size - 1) // 2 : size // 2 + 1]
-        if size
-        else None
-    )
+    texture = float(np.partition(laplacian, [low, high], axis=None)[low : high + 1].mean()) if size else 0.0
     return {
         "dominant_colour": float(counts.max() / counts.sum()),
         "colours": float(colours),
-        "texture": float(middle.mean()) if size else 0.0,
+        "texture": texture,
         "smooth_share": float(np.count_nonzero(laplacian <= 2) / size) if size else 1.0,
         "colourfulness": float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean())),
     }

@@ -88,8 +88,8 @@ class Predictor:
 
         With ``guard``, images that are clearly not lesion photos are refused (``out_of_scope``).
         """
-        upload = self.read_upload(data)
-        if guard and upload.refusal is not None:
+        upload = self.read_upload(data, guard=guard)
+        if upload.refusal is not None:
             raise out_of_scope_error(upload.refusal)
         return upload.pixels
 

@@ -19,7 +19,6 @@ from PIL import Image
 from ml import CLASS_CODES
 from ml.data import DataError, image_files
 from ml.inference import Predictor
-from ml.preprocessing import ImageError, ImageErrorCode
 
 # (name, the box an image is fitted into); None keeps the file as it is.
 RESOLUTIONS = (("native", None), ("600×450", (600, 450)), ("200×150", (200, 150)))
@@ -70,15 +69,9 @@ def assess_files(predictor: Predictor, files: list[bytes]) -> tuple[torch.Tensor
     """
     refused, probabilities = [], []
     for data in files:
-        guard_refused = False
-        try:
-            pixels = predictor.read(data, guard=True)
-        except ImageError as error:
-            if error.code != ImageErrorCode.OUT_OF_SCOPE:
-                raise
-            guard_refused, pixels = True, predictor.read(data)
-        assessment = predictor.assess(pixels.unsqueeze(0))
-        refused.append(guard_refused or bool(assessment.out_of_scope[0]))
+        upload = predictor.read_upload(data)  # decoded once: the guard's verdict and the model's pixels
+        assessment = predictor.assess(upload.pixels.unsqueeze(0))
+        refused.append(upload.refusal is not None or bool(assessment.out_of_scope[0]))
         probabilities.append(assessment.probabilities[0])
     return torch.tensor(refused), torch.stack(probabilities) if probabilities else torch.empty(0, len(CLASS_CODES))
 
