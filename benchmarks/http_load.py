@@ -2,8 +2,10 @@
 
 import argparse
 import statistics
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 from benchmarks.common import (
     PORT,
@@ -15,7 +17,7 @@ from benchmarks.common import (
     server_cpu_seconds,
     summary,
 )
-from tests.support.servers import gunicorn, worker_pids
+from tests.support.servers import gunicorn, migrate, worker_pids
 
 
 def load(data: bytes, *, concurrency: int, seconds: float, master: int) -> dict:
@@ -126,7 +128,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     data = lesion_jpeg((600, 450))
     reference = InProcess(data)
-    with gunicorn(PORT, workers=2, env=UNTHROTTLED) as (master, cold_start):
+    folder = Path(tempfile.mkdtemp(prefix="dermai-http-load-"))
+    database = migrate(folder / "db.sqlite3")
+    with gunicorn(PORT, database=database, env=UNTHROTTLED, log=folder / "gunicorn.log") as (server, cold_start):
+        master = server.pid
         print(f"cold start: gunicorn launch → /readyz answering in {cold_start:.2f} s")
         rows = [load(data, concurrency=c, seconds=args.seconds, master=master) for c in args.concurrency]
         peak = max(rows, key=lambda row: row["requests_per_s"])

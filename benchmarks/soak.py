@@ -37,7 +37,7 @@ from tests.support.hostile import (
     scan_bomb,
     zero_png,
 )
-from tests.support.servers import HOST, gunicorn, nginx, worker_pids
+from tests.support.servers import HOST, collect_static, gunicorn, migrate, nginx, worker_pids
 
 PROXY_PORT = PORT + 1
 # The ordinary client and the /healthz probe come from an address of their own (all of 127/8 is
@@ -271,12 +271,14 @@ def main(argv: list[str] | None = None) -> dict:
     env = {
         **UNTHROTTLED,  # all attackers share one address: the throttle would answer them 429 at once
         "DERMAI_NUM_PROXIES": "1",  # behind nginx: the throttle, axes and the login limit see the client
-        "DATABASE_URL": f"sqlite:///{folder / 'db.sqlite3'}",  # the login attempts' rows stay out of var/
     }
     rss: list[float] = []  # the largest worker's RSS, each second
     pids_seen: set[int] = set()
     killed, replaced = None, False
-    with gunicorn(PORT, workers=WORKERS, env=env, log=log) as (master, _), nginx(f"{HOST}:{PORT}", PROXY_PORT, folder):
+    database = migrate(folder / "db.sqlite3")  # the login attempts' rows stay out of var/
+    collect_static()  # the admin's login page
+    launched = gunicorn(PORT, database=database, workers=WORKERS, env=env, log=log)
+    with launched as (server, _), nginx(f"{HOST}:{PORT}", PROXY_PORT, folder):
         print(f"{args.seconds:.0f} s: 8 hostile clients and an ordinary one through nginx …", flush=True)
         started = time.perf_counter()
         deadline = started + args.seconds
@@ -294,7 +296,7 @@ def main(argv: list[str] | None = None) -> dict:
         while any(client.is_alive() for client in clients):
             tick += 1
             time.sleep(max(0, tick - time.perf_counter()))
-            pids = worker_pids(master)
+            pids = worker_pids(server.pid)
             pids_seen.update(pids)
             sizes = []
             for pid in pids:

@@ -1,7 +1,6 @@
 """`make run` serves through gunicorn from the repository's config: workers forked from a preloaded
 master must start, load the model and answer predictions."""
 
-import contextlib
 import ctypes
 import http.client
 import http.server
@@ -27,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.classifier.conftest import lesion_png
-from tests.support.servers import nginx as proxy
+from tests.support import servers
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -62,59 +61,22 @@ def server_env():
 
 @pytest.fixture(scope="session")
 def migrated_database(tmp_path_factory) -> Path:
-    """A SQLite database at the latest migrations, made once (a migrate costs ~5 s): each server gets a copy."""
-    path = tmp_path_factory.mktemp("database") / "db.sqlite3"
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "dermai_site.settings", "DATABASE_URL": f"sqlite:///{path}"}
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
-    return path
+    """A SQLite database at the latest migrations, made once: each server gets a copy."""
+    return servers.migrate(tmp_path_factory.mktemp("database") / "db.sqlite3")
 
 
 @pytest.fixture
 def server(tmp_path, server_env, migrated_database):
+    """gunicorn from the repository's config on a copy of the migrated database: (base URL, master process)."""
     port = free_port()
-    shutil.copyfile(migrated_database, tmp_path / "db.sqlite3")
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "dermai_site.settings",  # the site's, not the tests'
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "DERMAI_BIND": f"127.0.0.1:{port}",
-        "WEB_CONCURRENCY": "2",
-        **server_env,
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "--access-logfile", "/dev/null"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,  # its own process group, so that teardown can stop master and workers at once
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/readyz", timeout=5) as response:
-                if response.status == HTTPStatus.OK:
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            pytest.fail(f"gunicorn did not become ready: {process.communicate()[1].decode()[-2000:]}")
-        time.sleep(0.2)
-    yield base, process
-    # No test here is about shutting down: killing the group saves the ~2 s a graceful stop takes
-    # (workers and master each unloading torch).
-    with contextlib.suppress(ProcessLookupError):  # a test may have stopped it already
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=30)
-    process.stderr.close()
+    database = Path(shutil.copyfile(migrated_database, tmp_path / "db.sqlite3"))
+    with servers.gunicorn(port, database=database, env=server_env, log=tmp_path / "gunicorn.log") as (process, _):
+        yield f"http://127.0.0.1:{port}", process
 
 
 def test_gunicorn_workers_serve_predictions(server, example_image):
     base, process = server
-    workers = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    workers = servers.worker_pids(process.pid)
     assert len(workers) == 2
     for _ in range(4):  # the requests spread over both workers
         status, body = post_image(f"{base}/api/v1/predictions/", example_image)
@@ -137,7 +99,7 @@ def test_one_throttle_budget_per_client_across_workers(server):
     statuses = [status_of(f"{base}/api/v1/classes/") for _ in range(300)]  # one client, well inside a minute
     assert statuses.count(HTTPStatus.OK) == 120
     assert statuses.count(HTTPStatus.TOO_MANY_REQUESTS) == 180
-    workers = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    workers = servers.worker_pids(process.pid)
     assert len(workers) == 2  # the flood recycled no worker
 
 
@@ -156,8 +118,8 @@ def test_the_throttle_budget_holds_under_parallel_requests(server):
 def test_a_worker_over_the_memory_ceiling_answers_and_is_replaced(server, example_image):
     base, process = server
 
-    def workers() -> set[str]:
-        return set(Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split())
+    def workers() -> set[int]:
+        return set(servers.worker_pids(process.pid))
 
     first, answered = workers(), 0
     deadline = time.monotonic() + 60
@@ -173,10 +135,10 @@ def test_a_worker_over_the_memory_ceiling_answers_and_is_replaced(server, exampl
 
 def test_the_default_memory_ceiling_recycles_no_worker(server, example_image):
     base, process = server
-    first = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    first = servers.worker_pids(process.pid)
     for _ in range(6):
         assert post_image(f"{base}/api/v1/predictions/", example_image)[0] == HTTPStatus.OK
-    assert Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split() == first
+    assert servers.worker_pids(process.pid) == first
 
 
 @pytest.fixture
@@ -189,7 +151,7 @@ def nginx(server, tmp_path):
         pytest.skip(message)
     base, _ = server
     port = free_port()
-    with proxy(base.removeprefix("http://"), port, tmp_path):
+    with servers.nginx(base.removeprefix("http://"), port, tmp_path):
         yield f"http://127.0.0.1:{port}"
 
 
@@ -221,11 +183,11 @@ def test_stalled_uploads_behind_nginx_do_not_hold_the_workers(nginx, example_ima
 @pytest.mark.parametrize("server_env", [{"WEB_CONCURRENCY": "1"}])
 def test_a_worker_timeout_under_the_api_is_answered_in_json(server):
     base, process = server
-    [worker] = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    [worker] = servers.worker_pids(process.pid)
     connection = _stalled_upload(base)  # the worker waits inside the view for the rest of the body
     try:
         time.sleep(1)
-        os.kill(int(worker), signal.SIGABRT)  # what gunicorn sends a worker past its timeout
+        os.kill(worker, signal.SIGABRT)  # what gunicorn sends a worker past its timeout
         connection.settimeout(10)
         answer = b""
         while chunk := connection.recv(65536):
@@ -264,7 +226,7 @@ def test_nginx_retries_only_idempotent_requests(tmp_path):
     with http.server.ThreadingHTTPServer(("127.0.0.1", 0), DyingWorker) as upstream:
         threading.Thread(target=upstream.serve_forever, daemon=True).start()
         port = free_port()
-        with proxy(f"127.0.0.1:{upstream.server_address[1]}", port, tmp_path):
+        with servers.nginx(f"127.0.0.1:{upstream.server_address[1]}", port, tmp_path):
             status, _, body = fetch(f"http://127.0.0.1:{port}/api/v1/predictions/", "POST", body=b"x" * 1000)
             # A POST is not sent to the next worker (which a hostile upload would kill too).
             assert tries == ["POST"]
@@ -323,8 +285,7 @@ def multipart(fields: dict[str, str], image: bytes) -> tuple[bytes, str]:
 @pytest.fixture(scope="session")
 def collected_static():
     """The pages' static files, collected as `make run` does: the manifest storage needs them."""
-    command = [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"]
-    subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+    servers.collect_static()
 
 
 def post_form(base: str, image: bytes, headers: dict[str, str] | None = None) -> tuple[int, bytes]:

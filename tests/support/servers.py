@@ -6,7 +6,7 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,39 +24,55 @@ def get(path: str, *, port: int, timeout: float = 30) -> tuple[int, bytes]:
         return 0, b""
 
 
-@contextmanager
-def gunicorn(port: int, *, workers: int = 2, env: dict[str, str] | None = None, log: Path | None = None):
-    """gunicorn from ``gunicorn.conf.py`` on loopback ``port``; yields (master pid, seconds until /readyz).
+def migrate(database: Path) -> Path:
+    """Bring the SQLite file ``database`` to the latest migrations (~5 s: make one and copy it); returns it."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "dermai_site.settings", "DATABASE_URL": f"sqlite:///{database}"}
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+    return database
 
-    ``env`` is added to this process's environment (a ``DATABASE_URL`` is migrated first); gunicorn's
-    own log (its stderr) goes to ``log``, or nowhere.
+
+def collect_static() -> None:
+    """The pages' static files, collected as `make run` does: the manifest storage needs them."""
+    command = [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"]
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+
+
+@contextmanager
+def gunicorn(port: int, *, database: Path, workers: int = 2, env: dict[str, str] | None = None, log: Path):
+    """gunicorn from ``gunicorn.conf.py`` on loopback ``port``, serving the migrated SQLite file ``database``.
+
+    Yields (the master's process, seconds until /readyz answered). ``env`` is added to this process's
+    environment; gunicorn's log (its stderr) goes to ``log`` and its tail into the error when the
+    server never gets ready. On leaving, master and workers are killed at once: nothing measured or
+    tested here is a graceful stop, which costs ~2 s (each process unloading torch).
     """
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "dermai_site.settings",  # the site's, not the tests' (shared cache, real hasher)
+        "DATABASE_URL": f"sqlite:///{database}",
         "DERMAI_BIND": f"{HOST}:{port}",
         "WEB_CONCURRENCY": str(workers),
         **(env or {}),
     }
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
-    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
     started = time.perf_counter()
-    with open(log or os.devnull, "wb") as stderr:
+    with open(log, "wb") as stderr:
         process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "--access-logfile", "/dev/null"],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
+            start_new_session=True,  # its own process group: master and workers stop together
         )
     try:
-        while get("/readyz", port=port)[0] != 200:
-            if process.poll() is not None or time.perf_counter() - started > 120:
-                raise RuntimeError("gunicorn did not become ready")
-            time.sleep(0.05)
-        yield process.pid, time.perf_counter() - started
+        while get("/readyz", port=port, timeout=5)[0] != 200:
+            if process.poll() is not None or time.perf_counter() - started > 90:
+                raise RuntimeError(f"gunicorn did not become ready: {log.read_text(errors='replace')[-2000:]}")
+            time.sleep(0.1)
+        yield process, time.perf_counter() - started
     finally:
-        process.send_signal(signal.SIGTERM)
+        with suppress(ProcessLookupError):  # a test may have stopped it already
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
 
 
