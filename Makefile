@@ -30,8 +30,9 @@ lint: $(BIN)/.installed-dev
 	$(BIN)/ruff format --check .
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
+# Two cores run the suite in about two thirds of the time: servers and browsers wait much of theirs.
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 # Benchmarks are measurements, not tests: run them on a quiet machine and quote the tables.
 bench: $(BIN)/.installed-dev

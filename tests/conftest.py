@@ -36,6 +36,45 @@ def photo_jpeg(size: tuple[int, int] = (4032, 3024), **save) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker) -> str:
+    """pytest-django's test database, and what the migrations wrote into the classifier's tables (the class
+    texts) as JSON, read before any test can change them."""
+    from django.apps import apps
+    from django.core import serializers
+
+    from classifier.models import LesionClass
+
+    with django_db_blocker.unblock():
+        rows = [row for model in apps.get_app_config("classifier").get_models() for row in model._base_manager.all()]
+    if not any(isinstance(row, LesionClass) for row in rows):
+        pytest.fail("the test database has no class texts: run without --reuse-db")
+    return serializers.serialize("json", rows)
+
+
+@pytest.fixture(autouse=True)
+def migrated_class_texts(request):
+    """Every database test starts with the class texts as `migrate` writes them.
+
+    A transactional test (a live server, the browser tests) leaves the database flushed. pytest-django
+    runs those after the others, but a pytest-xdist worker (`make test` runs two) may be handed another
+    file after one: the texts are put back, inside the test's transaction where it has one.
+    """
+    if request.node.get_closest_marker("django_db") is None and "_django_db_helper" not in request.fixturenames:
+        return
+    content = request.getfixturevalue("django_db_setup")
+    request.getfixturevalue("_django_db_helper")  # the database as the test asked for it
+    from django.core import serializers
+    from django.db import transaction
+
+    from classifier.models import LesionClass
+
+    if not LesionClass._base_manager.exists():
+        with transaction.atomic():
+            for row in serializers.deserialize("json", content):
+                row.save()
+
+
 @pytest.fixture(autouse=True)
 def fresh_cache():
     # The throttle's counts, the cached class texts and example results: every test starts without them.

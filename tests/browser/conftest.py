@@ -4,11 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
-from django.apps import apps
-from django.core import serializers
-from django.db import transaction
 
-from classifier.models import LesionClass
 from ml.triage import risk
 from tests.conftest import EXAMPLES, ROOT
 
@@ -61,26 +57,6 @@ def screenshot(page):
         return path
 
     return take
-
-
-@pytest.fixture(scope="session")
-def migrated_content(django_db_setup, django_db_blocker) -> str:
-    """What the migrations wrote into the classifier's tables (the class texts), as JSON: read once from the
-    freshly migrated test database, so that it is exactly what `migrate` produces."""
-    with django_db_blocker.unblock():
-        rows = [row for model in apps.get_app_config("classifier").get_models() for row in model._base_manager.all()]
-    if not any(isinstance(row, LesionClass) for row in rows):
-        pytest.fail("the test database has no class texts: a test before the browser tests emptied it")
-    return serializers.serialize("json", rows)
-
-
-@pytest.fixture(autouse=True)
-def migrated_database(transactional_db, migrated_content):
-    """Every browser test starts from the class texts as `migrate` leaves them: a live server's test runs
-    outside a transaction, and the database is flushed after it."""
-    with transaction.atomic():
-        for row in serializers.deserialize("json", migrated_content):
-            row.save()
 
 
 @pytest.fixture(scope="module")

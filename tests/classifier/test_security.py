@@ -81,6 +81,7 @@ def test_production_settings_refuse_to_start_without_a_secret_key():
         "ab" * 30,  # long enough, but two different characters
         "django-insecure-" + secrets.token_urlsafe(50),  # Django's generated development keys
     ],
+    ids=["one-character", "49-characters", "two-characters", "django-insecure"],  # the same on every xdist worker
 )
 def test_production_settings_refuse_to_start_with_a_weak_secret_key(key):
     result = _check_in_production(DJANGO_SECRET_KEY=key)
