@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> dict:
     pids_seen: set[int] = set()
     killed, replaced = None, False
     database = migrate(folder / "db.sqlite3")  # the login attempts' rows stay out of var/
-    collect_static()  # the admin's login page
+    env["DERMAI_STATIC_ROOT"] = str(collect_static(folder / "staticfiles"))  # the admin's login page
     launched = gunicorn(PORT, database=database, workers=WORKERS, env=env, log=log)
     with launched as (server, _), nginx(f"{HOST}:{PORT}", PROXY_PORT, folder):
         print(f"{args.seconds:.0f} s: 8 hostile clients and an ordinary one through nginx …", flush=True)

@@ -48,7 +48,10 @@ def django_db_setup(django_db_setup, django_db_blocker) -> str:
     with django_db_blocker.unblock():
         rows = [row for model in apps.get_app_config("classifier").get_models() for row in model._base_manager.all()]
     if not any(isinstance(row, LesionClass) for row in rows):
-        pytest.fail("the test database has no class texts: run without --reuse-db")
+        pytest.fail(
+            "the migrated test database has no class texts: a data migration seeded none, or --reuse-db "
+            "kept a database that a transactional test had flushed (run without --reuse-db)"
+        )
     return serializers.serialize("json", rows)
 
 

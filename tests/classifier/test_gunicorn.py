@@ -65,12 +65,19 @@ def migrated_database(tmp_path_factory) -> Path:
     return servers.migrate(tmp_path_factory.mktemp("database") / "db.sqlite3")
 
 
+@pytest.fixture(scope="session")
+def static_root(tmp_path_factory) -> Path:
+    """The pages' static files, collected once: the manifest storage needs them."""
+    return servers.collect_static(tmp_path_factory.mktemp("staticfiles"))
+
+
 @pytest.fixture
-def server(tmp_path, server_env, migrated_database):
+def server(tmp_path, server_env, migrated_database, static_root):
     """gunicorn from the repository's config on a copy of the migrated database: (base URL, master process)."""
     port = free_port()
     database = Path(shutil.copyfile(migrated_database, tmp_path / "db.sqlite3"))
-    with servers.gunicorn(port, database=database, env=server_env, log=tmp_path / "gunicorn.log") as (process, _):
+    env = {"DERMAI_STATIC_ROOT": str(static_root), **server_env}
+    with servers.gunicorn(port, database=database, env=env, log=tmp_path / "gunicorn.log") as (process, _):
         yield f"http://127.0.0.1:{port}", process
 
 
@@ -282,12 +289,6 @@ def multipart(fields: dict[str, str], image: bytes) -> tuple[bytes, str]:
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
-@pytest.fixture(scope="session")
-def collected_static():
-    """The pages' static files, collected as `make run` does: the manifest storage needs them."""
-    servers.collect_static()
-
-
 def post_form(base: str, image: bytes, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     """The upload form as a browser sends it: the page first (CSRF cookie and token), then the image."""
     status, answer, page = fetch(f"{base}/", headers=headers)
@@ -328,7 +329,7 @@ def files_created(folders: list[Path], action) -> list[str]:
     return names
 
 
-def test_uploads_stay_in_nginx_memory(nginx, collected_static, tmp_path):
+def test_uploads_stay_in_nginx_memory(nginx, tmp_path):
     image = lesion_png(8)  # the size whose bytes reached nginx's client_body_temp before
 
     def upload_through_nginx():
@@ -352,7 +353,7 @@ TERMINATOR = {"X-Forwarded-Proto": "https", "X-Forwarded-Ssl": "on"}  # what a T
 
 
 @pytest.mark.parametrize("server_env", [SECURE_BEHIND_TLS])
-def test_behind_a_tls_terminator_the_site_knows_it_is_https(nginx, collected_static):
+def test_behind_a_tls_terminator_the_site_knows_it_is_https(nginx):
     status, headers, _ = fetch(f"{nginx}/", headers=TERMINATOR)
     assert status == HTTPStatus.OK  # not gunicorn's 400 for X-Forwarded-Ssl
     assert headers["Strict-Transport-Security"].startswith("max-age=")
@@ -370,7 +371,7 @@ def test_an_untrusted_client_cannot_claim_https_through_nginx(nginx):
 
 
 @pytest.mark.parametrize("server_env", [{"DERMAI_ADMIN_LOGIN_RATE": "1000/minute"}])  # only nginx limits here
-def test_nginx_limits_admin_login_attempts_per_address(nginx, collected_static):
+def test_nginx_limits_admin_login_attempts_per_address(nginx):
     login = f"{nginx}/admin/login/"
     statuses = [fetch(login, "POST", body=b"username=x&password=y")[0] for _ in range(10)]
     # One attempt, and a burst of five more, reach Django (which refuses them: no CSRF token).

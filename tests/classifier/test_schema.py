@@ -13,7 +13,7 @@ from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from drf_spectacular.generators import SchemaGenerator
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.file_samples import FILE_SAMPLES
@@ -56,9 +56,6 @@ def served_schema() -> schemathesis.schemas.BaseSchema:
 
 
 schema = served_schema()
-# One test per operation, named by it. (Schemathesis's own `schema.parametrize()` gives all four one node
-# id, and pytest-xdist, which `make test` uses, then runs only one of them.)
-OPERATIONS = {operation.label: operation for operation in (result.ok() for result in schema.get_all_operations())}
 
 
 @pytest.fixture(autouse=True)
@@ -72,14 +69,33 @@ def connection_kept_open():
     request_finished.connect(close_old_connections)
 
 
-@pytest.mark.slow  # about 20 s: a few dozen requests per operation, a batch of lesion photos among them
-@pytest.mark.parametrize("operation", sorted(OPERATIONS))
-@settings(max_examples=30, deadline=timedelta(seconds=10), database=None, suppress_health_check=list(HealthCheck))
-@given(data=st.data())
-def test_every_answer_is_one_the_schema_declares(operation, data):
-    case = data.draw(OPERATIONS[operation].as_strategy(), label="case")
-    cache.clear()  # the throttle's counts: each generated request starts within the client's budget
-    case.call_and_validate(checks=CHECKS)
+def every_answer_is_one_the_schema_declares(path: str):
+    """Schemathesis's test of the operation at ``path``: its examples, coverage and fuzzing phases, valid and
+    invalid requests (an upload without a file, unknown parameters…).
+
+    One test function per operation: Schemathesis gives the items of one function a single node id,
+    and pytest-xdist, which `make test` uses, would then run only one of them.
+    """
+
+    @pytest.mark.slow  # a few seconds each: dozens of requests, batches of lesion photos among them
+    @schema.include(path=path).parametrize()
+    @settings(max_examples=30, deadline=timedelta(seconds=10), database=None, suppress_health_check=list(HealthCheck))
+    def test(case):
+        cache.clear()  # the throttle's counts: each generated request starts within the client's budget
+        case.call_and_validate(checks=CHECKS)
+
+    return test
+
+
+PATHS = ("/api/v1/classes/", "/api/v1/model/", "/api/v1/predictions/", "/api/v1/predictions/batch/")
+test_classes_answer_as_declared = every_answer_is_one_the_schema_declares(PATHS[0])
+test_model_answers_as_declared = every_answer_is_one_the_schema_declares(PATHS[1])
+test_predictions_answer_as_declared = every_answer_is_one_the_schema_declares(PATHS[2])
+test_batches_answer_as_declared = every_answer_is_one_the_schema_declares(PATHS[3])
+
+
+def test_every_operation_of_the_schema_is_tested_above():
+    assert sorted(result.ok().path for result in schema.get_all_operations()) == sorted(PATHS)
 
 
 @pytest.mark.parametrize(

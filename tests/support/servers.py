@@ -1,4 +1,5 @@
-"""gunicorn from the repository's config and Debian's nginx with the shipped site, on loopback."""
+"""gunicorn from the repository's config and Debian's nginx with the shipped site, on loopback; the migrated
+database and the collected static files they serve."""
 
 import http.client
 import os
@@ -31,10 +32,16 @@ def migrate(database: Path) -> Path:
     return database
 
 
-def collect_static() -> None:
-    """The pages' static files, collected as `make run` does: the manifest storage needs them."""
+def collect_static(root: Path) -> Path:
+    """The site's static files collected into ``root``, as `make run` does: the manifest storage needs them.
+
+    Serve them with ``DERMAI_STATIC_ROOT`` set to ``root``. Never the checkout's `staticfiles/`:
+    collecting rewrites its files while other test processes' WhiteNoise may be reading them.
+    """
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "dermai_site.settings", "DERMAI_STATIC_ROOT": str(root)}
     command = [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"]
-    subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True)
+    return root
 
 
 @contextmanager
