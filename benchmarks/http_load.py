@@ -128,22 +128,23 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     data = lesion_jpeg((600, 450))
     reference = InProcess(data)
-    folder = Path(tempfile.mkdtemp(prefix="dermai-http-load-"))
-    database = migrate(folder / "db.sqlite3")
-    with gunicorn(PORT, database=database, env=UNTHROTTLED, log=folder / "gunicorn.log") as (server, cold_start):
-        master = server.pid
-        print(f"cold start: gunicorn launch → /readyz answering in {cold_start:.2f} s")
-        rows = [load(data, concurrency=c, seconds=args.seconds, master=master) for c in args.concurrency]
-        peak = max(rows, key=lambda row: row["requests_per_s"])
-        # The VM's speed drifts by ±20 % over minutes: the target's two rates are measured in
-        # alternating blocks, and each block's HTTP rate is set against the reference next to it.
-        rounds = []
-        for _ in range(args.rounds):
-            in_process = reference.rate(seconds=args.seconds / 3)
-            http = load(data, concurrency=peak["concurrency"], seconds=args.seconds / 3, master=master)
-            rounds.append({"in_process_images_per_s": in_process, "http_requests_per_s": http["requests_per_s"]})
-        memory = [memory_mb(pid) for pid in worker_pids(master)]
-        master_memory = memory_mb(master)
+    with tempfile.TemporaryDirectory(prefix="dermai-http-load-") as temporary:  # the database and the log
+        folder = Path(temporary)
+        database = migrate(folder / "db.sqlite3")
+        with gunicorn(PORT, database=database, env=UNTHROTTLED, log=folder / "gunicorn.log") as (server, cold_start):
+            master = server.pid
+            print(f"cold start: gunicorn launch → /readyz answering in {cold_start:.2f} s")
+            rows = [load(data, concurrency=c, seconds=args.seconds, master=master) for c in args.concurrency]
+            peak = max(rows, key=lambda row: row["requests_per_s"])
+            # The VM's speed drifts by ±20 % over minutes: the target's two rates are measured in
+            # alternating blocks, and each block's HTTP rate is set against the reference next to it.
+            rounds = []
+            for _ in range(args.rounds):
+                in_process = reference.rate(seconds=args.seconds / 3)
+                http = load(data, concurrency=peak["concurrency"], seconds=args.seconds / 3, master=master)
+                rounds.append({"in_process_images_per_s": in_process, "http_requests_per_s": http["requests_per_s"]})
+            memory = [memory_mb(pid) for pid in worker_pids(master)]
+            master_memory = memory_mb(master)
     web = web_stack_cost(reference)
     print(
         f"{'clients':>7} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>6} {'client CPU':>10} "
