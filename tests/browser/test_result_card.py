@@ -59,9 +59,11 @@ def page(request, browser, live_server):
 
 
 def upload(page: Page, path=LESION) -> None:
+    """Send ``path`` from the home page and return once the answer has loaded (callers read it at once)."""
     page.goto("/")
     page.locator("input[type=file]").set_input_files(path)
-    page.locator("form.upload button[type=submit]").click()
+    with page.expect_navigation():
+        page.locator("form.upload button[type=submit]").click()
 
 
 def on_first_screen(page: Page, selector: str) -> bool:
