@@ -38,7 +38,8 @@ class LoadedModel:
     gate: LoadedGate | None = None  # the out-of-distribution gate fitted for this model (ml.fit_gate)
 
 
-def _plain(config: Any) -> dict[str, Any]:
+def plain_config(config: Any) -> dict[str, Any]:
+    """A frozen dataclass as the plain dict a checkpoint stores."""
     # Tuples become lists: the checkpoint holds only types the safe unpickler accepts.
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
 
@@ -69,9 +70,9 @@ def save_checkpoint(
     checkpoint = {
         "format_version": FORMAT_VERSION,
         "arch": type(model).__name__,
-        "model_config": _plain(model.config),
+        "model_config": plain_config(model.config),
         "class_codes": list(CLASS_CODES),
-        "preprocessing": _plain(preprocess),
+        "preprocessing": plain_config(preprocess),
         "temperature": float(temperature),
         "training": training or {},
         "data": data or {},
@@ -151,7 +152,7 @@ def record_triage(path: Path, *, triage: dict[str, Any]) -> None:
 def record_gate(path: Path, *, gate: Gate, threshold: float, report: dict[str, Any]) -> None:
     """Store the out-of-distribution gate fitted for this checkpoint's model (``ml.fit_gate``)."""
     saved = {
-        "config": _plain(gate.config),
+        "config": plain_config(gate.config),
         "threshold": float(threshold),
         "report": report,
         # Half precision keeps the shipped file under 1 MB; ml.fit_gate scores the gate at this precision.

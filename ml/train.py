@@ -23,7 +23,7 @@ from ml.augment import augment, random_resolution
 from ml.calibration import expected_calibration_error, fit_temperature
 from ml.checkpoint import CheckpointError, atomic_save, load_checkpoint, save_checkpoint
 from ml.data import class_counts, load_pixels_and_sides, read_sources, source_counts, split_sources
-from ml.distill import load_teacher, with_teacher
+from ml.distill import load_teacher, soft_targets_for, with_soft_targets, with_teacher
 from ml.efficientnet import EfficientNetLite0, load_imagenet_weights
 from ml.inference import predict_logits
 from ml.metrics import balanced_accuracy
@@ -109,11 +109,13 @@ def train_one_epoch(
     rank: int = 0,
     world_size: int = 1,
     teacher: torch.nn.Module | None = None,
+    soft_targets: torch.Tensor | None = None,
 ) -> tuple[float, int]:
     """One pass of ``len(pixels)`` weighted draws; returns (mean loss, global step after it).
 
     With a ``teacher`` (in eval mode), the student also learns its predictions on the same
-    augmented batch.
+    augmented batch; with ``soft_targets`` (N×7 logits, one row per image of ``pixels``), the
+    teacher's stored predictions of each image instead (:mod:`ml.soft_targets`).
     """
     model.train()
     device = class_weights.device
@@ -140,6 +142,14 @@ def train_one_epoch(
                     logits,
                     x,
                     teacher=teacher,
+                    weight=config.distill_weight,
+                    temperature=config.distill_temperature,
+                )
+            elif soft_targets is not None:
+                loss = with_soft_targets(
+                    loss,
+                    logits,
+                    soft_targets[index],
                     weight=config.distill_weight,
                     temperature=config.distill_temperature,
                 )
@@ -255,20 +265,29 @@ class TrainingData:
     external_pixels: torch.Tensor
     external_labels: torch.Tensor
     summary: dict[str, Any]
+    soft_targets: torch.Tensor | None = None  # the teacher's stored logits of each training image
 
 
 def load_training_data(
-    folders: list[Path], *, config: TrainConfig, preprocess: PreprocessConfig, device: torch.device, progress: bool
+    folders: list[Path],
+    *,
+    config: TrainConfig,
+    preprocess: PreprocessConfig,
+    device: torch.device,
+    progress: bool,
+    soft_targets: Path | None = None,
 ) -> TrainingData:
     """Read, split (:func:`ml.data.split_sources`) and decode every image once; weigh the classes.
 
     Sampling ∝ n_c^-p and loss weights ∝ n_c^-p (p = ``balance_power``): every class weighs the same.
+    ``soft_targets`` is a table of :mod:`ml.soft_targets`, checked before any image is decoded.
     """
     samples = read_sources(folders)
     splits = split_sources(samples, val_fraction=config.val_fraction, seed=config.split_seed)
     counts = class_counts(splits.train)
     if min(counts) == 0:
         raise ValueError(f"every class needs training images; counts per class {dict(zip(CLASS_CODES, counts))}")
+    soft = soft_targets_for(soft_targets, splits.train, preprocess=preprocess) if soft_targets else None
     train_pixels, short_sides = load_pixels_and_sides(splits.train, preprocess=preprocess, progress=progress)
     val_pixels, _ = load_pixels_and_sides(splits.val, preprocess=preprocess, progress=progress)
     external_pixels, _ = load_pixels_and_sides(splits.external, preprocess=preprocess, progress=progress)
@@ -297,6 +316,7 @@ def load_training_data(
             "val_counts": dict(zip(CLASS_CODES, class_counts(splits.val))),
             "external_counts": dict(zip(CLASS_CODES, class_counts(splits.external))),
         },
+        soft_targets=soft.to(device) if soft is not None and on_device else soft,
     )
 
 
@@ -343,8 +363,11 @@ def start_run(
     preprocess: PreprocessConfig,
     init: Path | None,
     teacher: Path | None,
+    soft_targets: Path | None = None,
 ) -> Run:
     """Models, decoded data, optimiser and schedule of a new run; the models are checked before decoding."""
+    if teacher is not None and soft_targets is not None:
+        raise ValueError("distil from a --teacher or from its --soft-targets, not both")
     rank, world_size, device = _setup_distributed()
     torch.manual_seed(config.seed)
     torch.backends.cudnn.benchmark = True  # few batch shapes: cuDNN times its kernels once for each
@@ -352,7 +375,9 @@ def start_run(
     model = model.to(device, memory_format=torch.channels_last)
     if teacher_model is not None:
         teacher_model = teacher_model.to(device, memory_format=torch.channels_last)
-    d = load_training_data(data, config=config, preprocess=preprocess, device=device, progress=rank == 0)
+    d = load_training_data(
+        data, config=config, preprocess=preprocess, device=device, progress=rank == 0, soft_targets=soft_targets
+    )
     # Only the weights are averaged: BatchNorm statistics of averaged weights are recomputed
     # (recompute_batch_norm) — averaging them too mixes in the initial values for thousands of steps.
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=False)
@@ -382,7 +407,7 @@ def start_run(
         data=d,
         recipe={
             "arch": config.arch,
-            "distilled": teacher is not None,
+            "distilled": teacher is not None or soft_targets is not None,
             "distill_weight": config.distill_weight,
             "distill_temperature": config.distill_temperature,
             "pretrained": config.pretrained,
@@ -392,6 +417,7 @@ def start_run(
             **dataclasses.asdict(config),
             "init": str(init) if init else None,
             "teacher": str(teacher) if teacher else None,
+            "soft_targets": str(soft_targets) if soft_targets else None,
             "world_size": world_size,
             "device": device.type,
         },
@@ -452,6 +478,7 @@ def run_epoch(run: Run, *, config: TrainConfig, preprocess: PreprocessConfig) ->
         rank=run.rank,
         world_size=run.world_size,
         teacher=run.teacher,
+        soft_targets=d.soft_targets,
     )
     images_per_second = (config.epoch_size or len(d.train_pixels)) / (time.monotonic() - started)
     run.epoch += 1
@@ -544,6 +571,7 @@ def train(
     resume: bool = False,
     init: Path | None = None,
     teacher: Path | None = None,
+    soft_targets: Path | None = None,
 ) -> dict[str, Any]:
     """Train, keep the best epoch by :func:`selection_score`, fit the temperature, write ``out``.
 
@@ -553,12 +581,21 @@ def train(
 
     ``init`` starts from the weights of an earlier checkpoint (a warm restart: a new warm-up and
     cosine cycle) instead of random ones. ``teacher`` is a checkpoint whose predictions the model
-    also learns (knowledge distillation). A resumable state is written to ``<out>.state.pt`` after
+    also learns (knowledge distillation); ``soft_targets`` a table of them made once
+    (:mod:`ml.soft_targets`). A resumable state is written to ``<out>.state.pt`` after
     every epoch, the best weights so far included; ``out`` is written once, calibrated, at the end.
     Returns the final validation metrics.
     """
     folders = [data] if isinstance(data, Path) else list(data)
-    run = start_run(data=folders, out=out, config=config, preprocess=preprocess, init=init, teacher=teacher)
+    run = start_run(
+        data=folders,
+        out=out,
+        config=config,
+        preprocess=preprocess,
+        init=init,
+        teacher=teacher,
+        soft_targets=soft_targets,
+    )
     if resume and run.state_path.exists():
         resume_run(run, out=out, lr=config.lr)
     while run.epoch < config.epochs:
@@ -589,6 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--init", type=Path, help="start from this checkpoint's weights (a warm restart)")
     parser.add_argument("--teacher", type=Path, help="distil from this checkpoint (e.g. an EfficientNetLite0)")
+    parser.add_argument("--soft-targets", type=Path, help="distil from a teacher's table (python -m ml.soft_targets)")
     for field in dataclasses.fields(TrainConfig):
         if field.name not in ("compile", "bf16", "pretrained"):
             flag = "--" + field.name.replace("_", "-")
@@ -600,7 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = vars(parser.parse_args(argv))
-    paths = {name: args.pop(name) for name in ("data", "out", "init", "teacher")}
+    paths = {name: args.pop(name) for name in ("data", "out", "init", "teacher", "soft_targets")}
     resume = args.pop("resume")
     try:
         train(**paths, config=TrainConfig(**args), resume=resume)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from ml import CLASS_CODES
 from ml.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ml.distill import distillation_loss, with_teacher
-from ml.efficientnet import EfficientNetConfig, EfficientNetLite0, load_imagenet_weights
+from ml.efficientnet import EfficientNetLite0, load_imagenet_weights
 from ml.evaluate import evaluate_checkpoint
 from ml.evaluate import main as evaluate_main
 from ml.inference import Predictor, predict_logits
@@ -246,15 +246,6 @@ def test_distillation_loss_is_hintons_soft_target_loss():
     (gradient,) = torch.autograd.grad(loss, student)
     torch.testing.assert_close(gradient, t * (q - p).detach() / 5)
     assert distillation_loss(teacher.clone(), teacher, temperature=t).item() == pytest.approx(0.0, abs=1e-6)
-
-
-@pytest.fixture(scope="module")
-def teacher_checkpoint(tmp_path_factory):
-    """An untrained teacher: what distillation does with its outputs does not depend on its skill."""
-    path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
-    torch.manual_seed(1)
-    save_checkpoint(path, model=EfficientNetLite0(EfficientNetConfig(input_size=32)), preprocess=PreprocessConfig())
-    return path
 
 
 def test_a_student_learns_from_its_teacher(examples_dir, tmp_path, teacher_checkpoint):
