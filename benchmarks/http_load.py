@@ -85,15 +85,17 @@ class InProcess:
         return count / (time.perf_counter() - started)
 
 
-def web_stack_cost(reference: InProcess, *, rounds: int = 6, seconds: float = 2) -> dict[str, float]:
+def web_stack_cost(reference: InProcess, *, database: Path, rounds: int = 6, seconds: float = 2) -> dict[str, float]:
     """CPU milliseconds per image of the inference path alone and of a whole API request through
     Django in this process (test client: middleware, DRF, multipart, throttle, JSON answer), taking
-    turns; what Django and DRF add before gunicorn, sockets and the load generator do."""
+    turns; what Django and DRF add before gunicorn, sockets and the load generator do. ``database``
+    is the migrated SQLite file the site's cache and throttle use (the server's)."""
     import os
 
     import django
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dermai_site.settings")
+    os.environ["DATABASE_URL"] = f"sqlite:///{database}"
     os.environ["DERMAI_THROTTLE_ANON"] = "1000000/minute"
     django.setup()
     from django.core.files.uploadedfile import SimpleUploadedFile
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="dermai-http-load-") as temporary:  # the database and the log
         folder = Path(temporary)
         database = migrate(folder / "db.sqlite3")
-        with gunicorn(PORT, database=database, env=UNTHROTTLED, log=folder / "gunicorn.log") as (server, cold_start):
+        with gunicorn(PORT, database=database, env=UNTHROTTLED, log=folder / "gunicorn.log") as (server, _, cold_start):
             master = server.pid
             print(f"cold start: gunicorn launch → /readyz answering in {cold_start:.2f} s")
             rows = [load(data, concurrency=c, seconds=args.seconds, master=master) for c in args.concurrency]
@@ -145,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
                 rounds.append({"in_process_images_per_s": in_process, "http_requests_per_s": http["requests_per_s"]})
             memory = [memory_mb(pid) for pid in worker_pids(master)]
             master_memory = memory_mb(master)
-    web = web_stack_cost(reference)
+        web = web_stack_cost(reference, database=database)
     print(
         f"{'clients':>7} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>6} {'client CPU':>10} "
         f"{'server CPU per request, user + system':>38}"

@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> dict:
     database = migrate(folder / "db.sqlite3")  # the login attempts' rows stay out of var/
     env["DERMAI_STATIC_ROOT"] = str(collect_static(folder / "staticfiles"))  # the admin's login page
     launched = gunicorn(PORT, database=database, workers=WORKERS, env=env, log=log)
-    with launched as (server, _), nginx(f"{HOST}:{PORT}", PROXY_PORT, folder):
+    with launched as (server, _, _), nginx(f"{HOST}:{PORT}", PROXY_PORT, folder):
         print(f"{args.seconds:.0f} s: 8 hostile clients and an ordinary one through nginx …", flush=True)
         started = time.perf_counter()
         deadline = started + args.seconds

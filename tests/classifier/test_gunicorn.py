@@ -74,10 +74,9 @@ def static_root(tmp_path_factory) -> Path:
 @pytest.fixture
 def server(tmp_path, server_env, migrated_database, static_root):
     """gunicorn from the repository's config on a copy of the migrated database: (base URL, master process)."""
-    port = free_port()
     database = Path(shutil.copyfile(migrated_database, tmp_path / "db.sqlite3"))
     env = {"DERMAI_STATIC_ROOT": str(static_root), **server_env}
-    with servers.gunicorn(port, database=database, env=env, log=tmp_path / "gunicorn.log") as (process, _):
+    with servers.gunicorn(database=database, env=env, log=tmp_path / "gunicorn.log") as (process, port, _):
         yield f"http://127.0.0.1:{port}", process
 
 

@@ -3,6 +3,7 @@ database and the collected static files they serve."""
 
 import http.client
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
+LISTENING = re.compile(rb"Listening at: http://127\.0\.0\.1:(\d+) ")  # gunicorn's line once it has bound
 
 
 def get(path: str, *, port: int, timeout: float = 30) -> tuple[int, bytes]:
@@ -45,13 +47,15 @@ def collect_static(root: Path) -> Path:
 
 
 @contextmanager
-def gunicorn(port: int, *, database: Path, workers: int = 2, env: dict[str, str] | None = None, log: Path):
+def gunicorn(port: int = 0, *, database: Path, workers: int = 2, env: dict[str, str] | None = None, log: Path):
     """gunicorn from ``gunicorn.conf.py`` on loopback ``port``, serving the migrated SQLite file ``database``.
 
-    Yields (the master's process, seconds until /readyz answered). ``env`` is added to this process's
-    environment; gunicorn's log (its stderr) goes to ``log`` and its tail into the error when the
-    server never gets ready. On leaving, master and workers are killed at once: nothing measured or
-    tested here is a graceful stop, which costs ~2 s (each process unloading torch).
+    Yields (the master's process, its port, seconds until /readyz answered). With ``port`` 0 the
+    kernel picks a free port as gunicorn binds, read back from gunicorn's log: no other test process
+    can take it in between, and the server polled is always this one. ``env`` is added to this
+    process's environment; gunicorn's log (its stderr) goes to ``log`` and its tail into the error
+    when the server never gets ready. On leaving, master and workers are killed at once: nothing
+    measured or tested here is a graceful stop, which costs ~2 s (each process unloading torch).
     """
     env = {
         **os.environ,
@@ -72,11 +76,14 @@ def gunicorn(port: int, *, database: Path, workers: int = 2, env: dict[str, str]
             start_new_session=True,  # its own process group: master and workers stop together
         )
     try:
-        while get("/readyz", port=port, timeout=5)[0] != 200:
+        bound = None  # gunicorn logs the address once it has bound it (after loading the site: preload_app)
+        while bound is None or get("/readyz", port=bound, timeout=5)[0] != 200:
             if process.poll() is not None or time.perf_counter() - started > 90:
                 raise RuntimeError(f"gunicorn did not become ready: {log.read_text(errors='replace')[-2000:]}")
+            if bound is None and (listening := LISTENING.search(log.read_bytes())):
+                bound = int(listening.group(1))
             time.sleep(0.1)
-        yield process, time.perf_counter() - started
+        yield process, bound, time.perf_counter() - started
     finally:
         with suppress(ProcessLookupError):  # a test may have stopped it already
             os.killpg(process.pid, signal.SIGKILL)
