@@ -81,10 +81,24 @@ def augment(pixels: torch.Tensor) -> torch.Tensor:
     return colour_jitter(random_affine(pixels.float()))
 
 
-def dihedral(images: torch.Tensor) -> list[torch.Tensor]:
-    """The eight flips and quarter turns of a batch, for test-time augmentation."""
-    turns = [torch.rot90(images, k, dims=(-2, -1)) for k in range(4)]
-    return turns + [t.flip(-1) for t in turns]
+DIHEDRAL_VIEWS = 8  # the flips and quarter turns of a square: a lesion has no "up"
+
+
+def dihedral(images: torch.Tensor, views: int = DIHEDRAL_VIEWS) -> list[torch.Tensor]:
+    """The first ``views`` of the eight flips and quarter turns of a batch, for test-time augmentation.
+
+    In this order: the batch, its mirror, both turned half-way, then the quarter and three-quarter
+    turns and their mirrors; any prefix holds each view with its mirror, up to an odd count.
+    """
+    if not 1 <= views <= DIHEDRAL_VIEWS:
+        raise ValueError(f"views must be between 1 and {DIHEDRAL_VIEWS}, not {views}")
+    out: list[torch.Tensor] = []
+    for quarter_turns in (0, 2, 1, 3):
+        if len(out) >= views:
+            break
+        turned = torch.rot90(images, quarter_turns, dims=(-2, -1)) if quarter_turns else images
+        out += [turned, turned.flip(-1)] if views - len(out) > 1 else [turned]
+    return out
 
 
 def simulated_upload(image: Image.Image, rng: random.Random) -> bytes:

@@ -1,21 +1,22 @@
 """Knowledge distillation (Hinton et al., 2015): the student also learns a larger teacher's soft targets.
 
 From the teacher itself on each batch, or from a table of its logits per training image made once
-by ``python -m ml.soft_targets`` (no teacher in memory: on this CPU its forward pass is two thirds
-of a distilled step).
+by ``python -m ml.soft_targets`` (no teacher in memory; what that saves: docs/training.md).
 """
 
+import hashlib
+import io
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from ml import CLASS_CODES
-from ml.augment import dihedral
 from ml.checkpoint import CheckpointError, load_checkpoint, plain_config
 from ml.data import Sample
-from ml.preprocessing import PreprocessConfig, normalize
+from ml.preprocessing import PreprocessConfig
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, *, temperature: float) -> torch.Tensor:
@@ -63,29 +64,27 @@ def load_teacher(path: Path, *, preprocess: PreprocessConfig) -> torch.nn.Module
 
 
 SOFT_TARGETS_FORMAT = "dermai-soft-targets/1"
-# The order in which views are added: the image, its mirror, both turned half-way, then the
-# quarter turns and their mirrors (indices into ml.augment.dihedral's eight).
-VIEW_ORDER = (0, 4, 2, 6, 1, 5, 3, 7)
 
 
-@torch.inference_mode()
-def teacher_logits(
-    teacher: torch.nn.Module, pixels: torch.Tensor, *, preprocess: PreprocessConfig, views: int, batch_size: int = 64
-) -> torch.Tensor:
-    """N×7 logits of an N×3×H×W uint8 batch, each the mean over the first ``views`` of :data:`VIEW_ORDER`."""
-    if not 1 <= views <= len(VIEW_ORDER):
-        raise ValueError(f"views must be between 1 and {len(VIEW_ORDER)}, not {views}")
-    outputs = []
-    for batch in tqdm(pixels.split(batch_size), desc="teacher", unit="batch", leave=False):
-        x = normalize(batch, preprocess=preprocess).contiguous(memory_format=torch.channels_last)
-        flips = dihedral(x)
-        outputs.append(torch.stack([teacher(flips[i]) for i in VIEW_ORDER[:views]]).mean(dim=0).float())
-    return torch.cat(outputs) if outputs else torch.empty(0, len(CLASS_CODES))
+@dataclass(frozen=True)
+class SoftTargets:
+    """A teacher's stored logits of some training images (N×7, in their order) and where they come from."""
+
+    logits: torch.Tensor
+    source: dict[str, Any]  # the table's file and sha256, its teacher and number of views
 
 
-def soft_targets_for(path: Path, samples: list[Sample], *, preprocess: PreprocessConfig) -> torch.Tensor:
-    """The stored logits of ``samples`` (N×7 float, in their order); every sample must be in the table."""
-    table = torch.load(path, map_location="cpu", weights_only=True)
+def soft_targets_for(path: Path, samples: list[Sample], *, preprocess: PreprocessConfig) -> SoftTargets:
+    """The logits that the table at ``path`` (``python -m ml.soft_targets``) holds for ``samples``.
+
+    Refused with :class:`ml.checkpoint.CheckpointError`: a file that is no such table, a table for
+    other classes or other preprocessing, or one that lacks any of the samples.
+    """
+    data = Path(path).read_bytes()  # FileNotFoundError passes through
+    try:
+        table = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as error:  # the unpickler raises many types for a file that is not a table
+        raise CheckpointError(f"{str(path)!r} is not a readable soft-target table: {error}") from None
     if not isinstance(table, dict) or table.get("format") != SOFT_TARGETS_FORMAT:
         raise CheckpointError(f"{str(path)!r} is not a soft-target table of python -m ml.soft_targets")
     if table["class_codes"] != list(CLASS_CODES):
@@ -102,4 +101,12 @@ def soft_targets_for(path: Path, samples: list[Sample], *, preprocess: Preproces
             f"the soft targets in {str(path)!r} lack {len(missing)} of the {len(samples)} training images "
             f"(first: {missing[0]}): they were made for another split or other data"
         )
-    return table["logits"][[row[s.image_id] for s in samples]].float()
+    return SoftTargets(
+        logits=table["logits"][[row[s.image_id] for s in samples]].float(),
+        source={
+            "file": str(path),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "teacher": table["teacher"],
+            "views": table["views"],
+        },
+    )

@@ -157,7 +157,7 @@ def _logits(loaded, samples: list, *, tta: bool) -> torch.Tensor:
     pixels = load_pixels(samples, preprocess=loaded.preprocess)
     model = fold_for_inference(loaded.model)  # what the web app runs
     # Batches of 64, as in training: the teacher's activations at 256 images page-fault more than they compute.
-    return predict_logits(model, pixels, preprocess=loaded.preprocess, tta=tta, batch_size=64)
+    return predict_logits(model, pixels, preprocess=loaded.preprocess, views=8 if tta else 1, batch_size=64)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,16 +22,16 @@ def predict_logits(
     pixels: torch.Tensor,
     *,
     preprocess: PreprocessConfig,
-    tta: bool = False,
+    views: int = 1,
     batch_size: int = 256,
 ) -> torch.Tensor:
-    """Logits for an N×3×H×W uint8 batch; with ``tta`` the mean over the eight flips and quarter turns."""
+    """Logits for an N×3×H×W uint8 batch, the mean over its first ``views`` flips and turns
+    (:func:`ml.augment.dihedral`): 1, the images as they are; 8, test-time augmentation."""
     device = next(model.parameters()).device
     outputs = []
     for batch in pixels.split(batch_size):
         x = normalize(batch.to(device), preprocess=preprocess).contiguous(memory_format=torch.channels_last)
-        views = dihedral(x) if tta else [x]
-        outputs.append(torch.stack([model(v) for v in views]).mean(dim=0).float().cpu())
+        outputs.append(torch.stack([model(v) for v in dihedral(x, views)]).mean(dim=0).float().cpu())
     return torch.cat(outputs) if outputs else torch.empty(0, len(CLASS_CODES))
 
 
@@ -113,7 +113,7 @@ class Predictor:
 
     def probabilities(self, pixels: torch.Tensor, *, tta: bool = False) -> torch.Tensor:
         """N×7 calibrated probabilities for prepared pixels, in one batched forward pass."""
-        logits = predict_logits(self.inference_model, pixels, preprocess=self.preprocess, tta=tta)
+        logits = predict_logits(self.inference_model, pixels, preprocess=self.preprocess, views=8 if tta else 1)
         return F.softmax(logits / self.temperature, dim=1)
 
     @torch.inference_mode()

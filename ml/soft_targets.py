@@ -1,11 +1,9 @@
 """A teacher's soft targets, computed once: ``python -m ml.soft_targets --teacher FILE --data DIR… --out FILE``.
 
-On this CPU the teacher's forward pass is two thirds of a distilled student step. Its logits for
-each training image, averaged over a fixed set of flips and half turns (``views``), are computed
-once and stored by image id; ``python -m ml.train --soft-targets FILE`` then distils from the table
-with no teacher in memory, on any machine that has the data. The student sees each image rotated,
-zoomed and recoloured: the views keep the table close to what the teacher says of an image in any
-orientation, and a lesion has no "up".
+The teacher's logits of each training image of its split, averaged over the first ``--views`` flips
+and turns (:func:`ml.augment.dihedral`), stored by image id; ``python -m ml.train --soft-targets
+FILE`` distils from the table with no teacher in memory, on any machine that has the data
+(docs/training.md: what it saves and what it costs).
 """
 
 import argparse
@@ -13,26 +11,37 @@ import sys
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from ml import CLASS_CODES
+from ml.augment import DIHEDRAL_VIEWS
 from ml.checkpoint import load_checkpoint, plain_config
 from ml.data import load_pixels_and_sides, read_sources, split_sources
-from ml.distill import SOFT_TARGETS_FORMAT, teacher_logits
+from ml.distill import SOFT_TARGETS_FORMAT
+from ml.inference import predict_logits
 
 
-def soft_targets_write(*, teacher: Path, data: list[Path], out: Path, views: int) -> dict:
+def soft_targets_write(*, teacher: Path, data: list[Path], out: Path, views: int, chunk: int = 1024) -> dict:
     """Compute the table for the training split the teacher was trained on, and write it to ``out``.
 
-    The split is the teacher's (its stored validation fraction and seed); a student trained on
-    another split finds images missing from the table and is refused (:func:`soft_targets_for`).
+    The split is the one the teacher's checkpoint records; a student trained on another split
+    finds images missing from the table and is refused (:func:`ml.distill.soft_targets_for`).
     """
+    if not 1 <= views <= DIHEDRAL_VIEWS:  # before minutes of decoding
+        raise ValueError(f"views must be between 1 and {DIHEDRAL_VIEWS}, not {views}")
     loaded = load_checkpoint(teacher)
     summary = loaded.meta.get("data") or {}
-    splits = split_sources(
-        read_sources(data), val_fraction=summary.get("val_fraction", 0.2), seed=summary.get("split_seed", 0)
-    )
+    if "val_fraction" not in summary or "split_seed" not in summary:
+        raise ValueError(f"the teacher {str(teacher)!r} records no split: train it with python -m ml.train")
+    splits = split_sources(read_sources(data), val_fraction=summary["val_fraction"], seed=summary["split_seed"])
     pixels, _ = load_pixels_and_sides(splits.train, preprocess=loaded.preprocess)
-    logits = teacher_logits(loaded.model.eval(), pixels, preprocess=loaded.preprocess, views=views)
+    model = loaded.model.to("cuda" if torch.cuda.is_available() else "cpu", memory_format=torch.channels_last)
+    logits = torch.cat(
+        [
+            predict_logits(model, part, preprocess=loaded.preprocess, views=views, batch_size=64)
+            for part in tqdm(pixels.split(chunk), desc="teacher", unit=f"×{chunk} img")
+        ]
+    )
     table = {
         "format": SOFT_TARGETS_FORMAT,
         "teacher": {"file": teacher.name, "sha256": loaded.sha256, "arch": loaded.meta.get("arch", "")},
@@ -55,7 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--teacher", required=True, type=Path, help="the teacher's checkpoint (python -m ml.train)")
     parser.add_argument("--data", required=True, type=Path, action="append", help="the teacher's data, in order")
     parser.add_argument("--out", required=True, type=Path, help="the table to write, e.g. runs/soft-targets.pt")
-    parser.add_argument("--views", type=int, default=4, help="flips and half turns averaged per image (1–8)")
+    parser.add_argument(
+        "--views",
+        type=int,
+        default=2,
+        choices=range(1, DIHEDRAL_VIEWS + 1),
+        help="flips and turns averaged per image: 1 the image, 2 and its mirror, 4 and both turned half-way, 8 all",
+    )
     return parser
 
 

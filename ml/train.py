@@ -23,7 +23,7 @@ from ml.augment import augment, random_resolution
 from ml.calibration import expected_calibration_error, fit_temperature
 from ml.checkpoint import CheckpointError, atomic_save, load_checkpoint, save_checkpoint
 from ml.data import class_counts, load_pixels_and_sides, read_sources, source_counts, split_sources
-from ml.distill import load_teacher, soft_targets_for, with_soft_targets, with_teacher
+from ml.distill import SoftTargets, load_teacher, soft_targets_for, with_soft_targets, with_teacher
 from ml.efficientnet import EfficientNetLite0, load_imagenet_weights
 from ml.inference import predict_logits
 from ml.metrics import balanced_accuracy
@@ -265,7 +265,7 @@ class TrainingData:
     external_pixels: torch.Tensor
     external_labels: torch.Tensor
     summary: dict[str, Any]
-    soft_targets: torch.Tensor | None = None  # the teacher's stored logits of each training image
+    soft_targets: SoftTargets | None = None  # the teacher's stored logits of each training image
 
 
 def load_training_data(
@@ -316,7 +316,7 @@ def load_training_data(
             "val_counts": dict(zip(CLASS_CODES, class_counts(splits.val))),
             "external_counts": dict(zip(CLASS_CODES, class_counts(splits.external))),
         },
-        soft_targets=soft.to(device) if soft is not None and on_device else soft,
+        soft_targets=dataclasses.replace(soft, logits=soft.logits.to(device)) if soft is not None else None,
     )
 
 
@@ -378,6 +378,16 @@ def start_run(
     d = load_training_data(
         data, config=config, preprocess=preprocess, device=device, progress=rank == 0, soft_targets=soft_targets
     )
+    recipe = {
+        "arch": config.arch,
+        "distilled": teacher is not None or soft_targets is not None,
+        "distill_weight": config.distill_weight,
+        "distill_temperature": config.distill_temperature,
+        "pretrained": config.pretrained,
+        "frozen_blocks": config.frozen_blocks,
+    }
+    if d.soft_targets is not None:  # a resumed run keeps its table (the key is absent from older states)
+        recipe["soft_targets"] = d.soft_targets.source["sha256"]
     # Only the weights are averaged: BatchNorm statistics of averaged weights are recomputed
     # (recompute_batch_norm) — averaging them too mixes in the initial values for thousands of steps.
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=False)
@@ -405,19 +415,12 @@ def start_run(
         schedule=schedule,
         teacher=teacher_model,
         data=d,
-        recipe={
-            "arch": config.arch,
-            "distilled": teacher is not None or soft_targets is not None,
-            "distill_weight": config.distill_weight,
-            "distill_temperature": config.distill_temperature,
-            "pretrained": config.pretrained,
-            "frozen_blocks": config.frozen_blocks,
-        },
+        recipe=recipe,
         training={
             **dataclasses.asdict(config),
             "init": str(init) if init else None,
             "teacher": str(teacher) if teacher else None,
-            "soft_targets": str(soft_targets) if soft_targets else None,
+            "soft_targets": d.soft_targets.source if d.soft_targets is not None else None,
             "world_size": world_size,
             "device": device.type,
         },
@@ -478,7 +481,7 @@ def run_epoch(run: Run, *, config: TrainConfig, preprocess: PreprocessConfig) ->
         rank=run.rank,
         world_size=run.world_size,
         teacher=run.teacher,
-        soft_targets=d.soft_targets,
+        soft_targets=d.soft_targets.logits if d.soft_targets is not None else None,
     )
     images_per_second = (config.epoch_size or len(d.train_pixels)) / (time.monotonic() - started)
     run.epoch += 1

@@ -12,6 +12,7 @@ from PIL import Image
 from playwright.sync_api import Page, expect
 
 from classifier import services
+from classifier.admin import LesionClassAdmin
 from classifier.models import LesionClass
 from ml.triage import TriagePolicy
 from tests.browser.conftest import LESION
@@ -125,6 +126,7 @@ def admin_login(page: Page, live_server):
         page.locator("#id_username").fill("curator")
         page.locator("#id_password").fill("a long test password")
         page.locator("input[type=submit]").click()
+        expect(page).to_have_url(re.compile(r"/admin/classifier/lesionclass/$"))  # in, not back at the form
 
     return login
 
@@ -142,7 +144,7 @@ def test_the_admin_finds_a_class_by_its_spanish_text_and_keeps_its_code(
     page.locator("#searchbar").fill("lunar")  # "mole": only Spanish texts say it, the nevus's among them
     page.get_by_role("button", name=texts["search"]).click()
     matches = Q()
-    for field in ("name", "description", "translations__name", "translations__description"):  # the admin's
+    for field in LesionClassAdmin.search_fields:
         matches |= Q(**{f"{field}__icontains": "lunar"})
     found = LesionClass.objects.filter(matches).distinct().count()
     assert 0 < found < 7
