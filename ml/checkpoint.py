@@ -83,6 +83,17 @@ def save_checkpoint(
     atomic_save(checkpoint, path)
 
 
+def save_half_precision(path: Path, out: Path) -> None:
+    """Copy the checkpoint at ``path`` to ``out`` with its weights in half precision (half the file).
+
+    It loads as before (the weights become float32 again); score the copy, not the original: the
+    rounding moves its logits a little.
+    """
+    checkpoint = torch.load(Path(path), map_location="cpu", weights_only=True)
+    checkpoint["state_dict"] = {k: _stored(v) for k, v in checkpoint["state_dict"].items()}
+    atomic_save(checkpoint, Path(out))
+
+
 def atomic_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename: a reader never sees half a file,
     and an interrupted write leaves the old file whole."""

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ml import CLASS_CODES
-from ml.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ml.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, save_half_precision
 from ml.distill import distillation_loss, with_teacher
 from ml.efficientnet import EfficientNetLite0, load_imagenet_weights
 from ml.evaluate import evaluate_checkpoint
@@ -34,6 +34,21 @@ def test_training_writes_a_checkpoint_that_loads_safely(trained_checkpoint):
     assert raw["preprocessing"]["size"] == 224
     assert len(raw["metrics"]["history"]) == 2
     assert trained_checkpoint.with_suffix(".state.pt").exists()
+
+
+def test_a_half_precision_copy_loads_with_nearly_the_same_logits(trained_checkpoint, tmp_path, example_image):
+    half = tmp_path / "half.pt"
+    save_half_precision(trained_checkpoint, half)
+    raw = torch.load(half, map_location="cpu", weights_only=True)
+    assert {v.dtype for v in raw["state_dict"].values() if v.is_floating_point()} == {torch.float16}
+    assert half.stat().st_size < 0.6 * trained_checkpoint.stat().st_size
+    original, copy = load_checkpoint(trained_checkpoint), load_checkpoint(half)
+    assert next(copy.model.parameters()).dtype == torch.float32
+    assert copy.meta["metrics"] == original.meta["metrics"]
+    pixels = Predictor(trained_checkpoint).read(example_image).unsqueeze(0)
+    logits = [predict_logits(m.model, pixels, preprocess=m.preprocess) for m in (original, copy)]
+    torch.testing.assert_close(logits[1], logits[0], atol=2e-2, rtol=2e-2)
+    assert not torch.equal(logits[1], logits[0])  # rounded, not the same weights
 
 
 @pytest.mark.parametrize("stored_schedule", [True, False], ids=["schedule", "state-before-the-schedule-was-stored"])
