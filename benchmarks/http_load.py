@@ -17,6 +17,7 @@ from benchmarks.common import (
     server_cpu_seconds,
     summary,
 )
+from ml import SHIPPED_CHECKPOINT
 from tests.support.servers import gunicorn, migrate, worker_pids
 
 
@@ -64,17 +65,17 @@ class InProcess:
     """Our inference path in this process on one torch thread, with the workers' allocator
     settings: the reference for the throughput target (2 workers ≥ 80 % of twice its rate)."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, checkpoint: Path) -> None:
         import torch
 
         from dermai_site.memory import keep_freed_memory
-        from ml import SHIPPED_CHECKPOINT
         from ml.inference import Predictor
 
         keep_freed_memory()
         torch.set_num_threads(1)
         self.data = data
-        self.predictor = Predictor(SHIPPED_CHECKPOINT)
+        self.checkpoint = checkpoint
+        self.predictor = Predictor(checkpoint)
 
     def rate(self, *, seconds: float) -> float:
         """Images per second, classified back to back for ``seconds``."""
@@ -97,6 +98,7 @@ def web_stack_cost(reference: InProcess, *, database: Path, rounds: int = 6, sec
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dermai_site.settings")
     os.environ["DATABASE_URL"] = f"sqlite:///{database}"
     os.environ["DERMAI_THROTTLE_ANON"] = "1000000/minute"
+    os.environ["DERMAI_CHECKPOINT"] = str(reference.checkpoint)
     django.setup()
     from django.core.files.uploadedfile import SimpleUploadedFile
     from django.test import Client
@@ -127,15 +129,21 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--rounds", type=int, default=5, help="alternating blocks for the throughput target")
+    parser.add_argument(
+        "--checkpoint", type=Path, default=SHIPPED_CHECKPOINT, help="the model to serve (DERMAI_CHECKPOINT)"
+    )
     args = parser.parse_args(argv)
     data = lesion_jpeg((600, 450))
-    reference = InProcess(data)
+    reference = InProcess(data, args.checkpoint.resolve())
+    env = {**UNTHROTTLED, "DERMAI_CHECKPOINT": str(reference.checkpoint)}
     with tempfile.TemporaryDirectory(prefix="dermai-http-load-") as temporary:  # the database and the log
         folder = Path(temporary)
         database = migrate(folder / "db.sqlite3")
-        with gunicorn(PORT, database=database, env=UNTHROTTLED, log=folder / "gunicorn.log") as (server, _, cold_start):
+        with gunicorn(PORT, database=database, env=env, log=folder / "gunicorn.log") as (server, _, cold_start):
             master = server.pid
-            print(f"cold start: gunicorn launch → /readyz answering in {cold_start:.2f} s")
+            print(
+                f"serving {args.checkpoint.name}; cold start: gunicorn launch → /readyz answering in {cold_start:.2f} s"
+            )
             rows = [load(data, concurrency=c, seconds=args.seconds, master=master) for c in args.concurrency]
             peak = max(rows, key=lambda row: row["requests_per_s"])
             # The VM's speed drifts by ±20 % over minutes: the target's two rates are measured in
@@ -175,8 +183,9 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"worker {name.upper()} (MB): " + ", ".join(f"{m[name]:.0f}" for m in memory))
     print(f"master RSS {master_memory['rss']:.0f} MB, PSS {master_memory['pss']:.0f} MB")
     path = save(
-        "http_load",
+        "http_load" if args.checkpoint == SHIPPED_CHECKPOINT else f"http_load-{args.checkpoint.stem}",
         {
+            "checkpoint": args.checkpoint.name,
             "workers": 2,
             "image": "600×450 JPEG",
             "cold_start_s": cold_start,

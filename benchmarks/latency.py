@@ -4,6 +4,7 @@ import argparse
 import copy
 import io
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -69,13 +70,14 @@ def stages(predictor: Predictor, data: bytes, repeats: int) -> dict[str, float]:
     return {name: summary(values)["median_ms"] for name, values in seconds.items()}
 
 
-def model_alone(predictor: Predictor, original: callable, data: bytes, repeats: int) -> dict[str, float]:
+def model_alone(
+    predictor: Predictor, demo: torch.nn.Module, original: callable, data: bytes, repeats: int
+) -> dict[str, float]:
     """Median milliseconds of the forward passes alone (model + softmax on a normalized input),
     taking turns with the original's whole pipeline: how much of the latency ratio the model
     leaves to everything else."""
     pixels = predictor.read(data).unsqueeze(0)
     x = normalize(pixels, preprocess=predictor.preprocess).contiguous(memory_format=torch.channels_last)
-    demo = original_model(predictor.model)
 
     def forward(model: torch.nn.Module, inputs: torch.Tensor) -> callable:
         def run(_: bytes) -> torch.Tensor:
@@ -85,7 +87,7 @@ def model_alone(predictor: Predictor, original: callable, data: bytes, repeats: 
         return run
 
     pipelines = {
-        "folded model (served)": forward(predictor.inference_model, x),
+        "served model (folded)": forward(predictor.inference_model, x),
         "trained layers, channels-last": forward(predictor.model, x),
         "demo module, NCHW": forward(demo, x.contiguous()),
         "original whole pipeline": original,
@@ -116,12 +118,18 @@ def time_interleaved(pipelines: dict[str, callable], data: bytes, repeats: int) 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.latency")
     parser.add_argument("--repeats", type=int, default=100)
+    parser.add_argument(
+        "--checkpoint", type=Path, default=SHIPPED_CHECKPOINT, help="the model to serve (DERMAI_CHECKPOINT)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # one gunicorn worker's share
     keep_freed_memory()  # as in a gunicorn worker; both pipelines run in this process
-    predictor = Predictor(SHIPPED_CHECKPOINT)
+    predictor = Predictor(args.checkpoint)
     ours = lambda data: predictor.assess(predictor.read(data, guard=True).unsqueeze(0))  # noqa: E731
-    original = original_pipeline(original_model(predictor.model))
+    # The demo's pipeline runs the shipped SimpleBNConv whatever model is ours (an opt-in model is not the demo's).
+    demo = original_model(Predictor(SHIPPED_CHECKPOINT).model)
+    original = original_pipeline(demo)
+    print(f"ours: {args.checkpoint.name}")
     rows = {}
     print(f"{'image':22} {'pipeline':9} {'median ms':>10} {'p95 ms':>8}")
     for label, size in SIZES.items():
@@ -138,11 +146,21 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{'':22}   {step:32} {ms:6.2f} ms")
     # On the dermatoscope image only: after the original's 12-megapixel decode, whatever runs next
     # pays for its swept caches, which says nothing about the models.
-    alone = model_alone(predictor, original, lesion_jpeg(SIZES["dermatoscope 600×450"]), args.repeats)
+    alone = model_alone(predictor, demo, original, lesion_jpeg(SIZES["dermatoscope 600×450"]), args.repeats)
     print("forward passes alone (600×450), taking turns with the original pipeline:")
     for name, ms in alone.items():
         print(f"  {name:32} {ms:6.2f} ms")
-    path = save("latency", {"threads": 1, "repeats": args.repeats, "results": rows, "model_alone_median_ms": alone})
+    name = "latency" if args.checkpoint == SHIPPED_CHECKPOINT else f"latency-{args.checkpoint.stem}"
+    path = save(
+        name,
+        {
+            "checkpoint": args.checkpoint.name,
+            "threads": 1,
+            "repeats": args.repeats,
+            "results": rows,
+            "model_alone_median_ms": alone,
+        },
+    )
     print(f"wrote {path}")
     return {"results": rows, "model_alone_median_ms": alone}
 

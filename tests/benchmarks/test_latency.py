@@ -38,3 +38,25 @@ def test_the_baseline_is_the_demos_module_with_our_weights():
     x = torch.randn(2, 3, 224, 224)
     with torch.inference_mode():
         assert torch.allclose(original(x), predictor.model(x.contiguous(memory_format=torch.channels_last)), atol=1e-5)
+
+
+def test_an_opt_in_model_is_timed_against_the_demo_and_reported_apart(tmp_path, monkeypatch):
+    """``--checkpoint`` times the model a site would serve (here a small EfficientNet-Lite0) against the
+    demo's SimpleBNConv pipeline, and writes its own report beside the shipped model's."""
+    from ml.checkpoint import save_checkpoint
+    from ml.efficientnet import EfficientNetConfig, EfficientNetLite0
+    from ml.preprocessing import PreprocessConfig
+
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    checkpoint = tmp_path / "accurate.pt"
+    save_checkpoint(
+        checkpoint, model=EfficientNetLite0(EfficientNetConfig(input_size=64)), preprocess=PreprocessConfig()
+    )
+    threads = torch.get_num_threads()
+    try:
+        report = latency.main(["--repeats", "1", "--checkpoint", str(checkpoint)])
+    finally:
+        torch.set_num_threads(threads)
+    assert len(report["model_alone_median_ms"]) == 4
+    assert json.loads((tmp_path / "latency-accurate.json").read_text())["checkpoint"] == "accurate.pt"
+    assert not (tmp_path / "latency.json").exists()
