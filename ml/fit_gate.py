@@ -31,6 +31,7 @@ from ml.model import fold_for_inference, forward_with_features
 from ml.negatives import KINDS, non_lesion_images
 from ml.preprocessing import ImageError, PreprocessConfig, decode, normalize, prepare
 from ml.resolutions import by_resolution
+from ml.triage import MALIGNANT_INDEX
 
 
 @torch.inference_mode()
@@ -206,10 +207,28 @@ def gate_parts(gate: Gate, model: torch.nn.Module, pixels: torch.Tensor, preproc
     return torch.cat(rows) if rows else torch.empty(0, 1 if gate.pixels is None else 2)
 
 
-def choose_threshold(scores: dict[str, torch.Tensor], *, max_refusal: float) -> float:
-    """The highest threshold that refuses at most ``max_refusal`` of every set of positive scores."""
-    # "lower": a score of the set itself, so that at most max_refusal of the set lies below it.
-    return min(float(torch.quantile(s, max_refusal, interpolation="lower")) for s in scores.values())
+def choose_threshold(
+    scores: dict[str, torch.Tensor],
+    *,
+    max_refusal: float,
+    labels: dict[str, torch.Tensor] | None = None,
+    max_cancer_refusal: float = 1.0,
+) -> float:
+    """The highest threshold that refuses at most ``max_refusal`` of every set of positive scores and,
+    with ``labels`` (the sets' class indices), at most ``max_cancer_refusal`` of each malignant or
+    precancerous class (:data:`ml.triage.MALIGNANT_OR_PRECANCEROUS`) in every set.
+
+    A refused cancer is a cancer the site sends away unanswered: the gate may miss a few more photos
+    that are not lesions rather than that.
+    """
+    # "lower": a score of the set itself, so that at most the share of the set lies below it.
+    limits = [float(torch.quantile(s, max_refusal, interpolation="lower")) for s in scores.values()]
+    for name, classes in (labels or {}).items():
+        for c in MALIGNANT_INDEX:
+            chosen = scores[name][classes == c]
+            if len(chosen):
+                limits.append(float(torch.quantile(chosen, max_cancer_refusal, interpolation="lower")))
+    return min(limits)
 
 
 def _validation_sets(loaded, data: list[Path]) -> tuple[list[Sample], dict[str, list[Sample]]]:
@@ -230,6 +249,7 @@ def gate_fit_and_report(
     ood: Path,
     fullres: Path | None = None,
     max_refusal: float = 0.015,
+    max_cancer_refusal: float = 0.03,
     fit_positives: int = 8000,
     pixel_network: bool = True,
     pixels_from: Path | None = None,
@@ -241,7 +261,8 @@ def gate_fit_and_report(
 
     Positives are drawn class-balanced from the training split, each as its small copy and as a
     simulated upload (:func:`ml.augment.simulated_upload`); the threshold is the highest that
-    refuses at most ``max_refusal`` of every threshold half, as copies and as uploads. ``fullres``
+    refuses at most ``max_refusal`` of every threshold half, as copies and as uploads, and at most
+    ``max_cancer_refusal`` of its melanomas, basal cell carcinomas and AKIEC (:func:`choose_threshold`). ``fullres``
     is a folder of full-resolution lesions (:mod:`ml.fullres`), reported at every resolution, never
     used to choose. ``pixel_network=False`` fits the evidence network alone (no second forward
     pass); ``pixels_from`` reuses the pixel network of another checkpoint's gate (it does not
@@ -302,8 +323,12 @@ def gate_fit_and_report(
     _as_stored(gate)
 
     scores = {name: gate.combine(raw) for name, raw in parts.items()}
+    threshold_sets = [name for name in scores if name.endswith("(threshold)")]
     threshold = choose_threshold(
-        {k: v for k, v in scores.items() if k.endswith("(threshold)")}, max_refusal=max_refusal
+        {name: scores[name] for name in threshold_sets},
+        max_refusal=max_refusal,
+        labels={name: positive_sets[name][1] for name in threshold_sets},
+        max_cancer_refusal=max_cancer_refusal,
     )
     rows = [_row(name, s, threshold, labels=positive_sets[name][1]) for name, s in scores.items()]
     by_kind: dict[str, list[bytes]] = defaultdict(list)
@@ -319,6 +344,7 @@ def gate_fit_and_report(
         "checkpoint": str(checkpoint),
         "threshold": threshold,
         "max_refusal": max_refusal,
+        "max_cancer_refusal": max_cancer_refusal,
         "fit": {
             "positives": len(copies),
             "positive_views": ["small copy", "small copy augmented", "simulated upload augmented"],
@@ -376,7 +402,8 @@ def _refusals(name: str, refused: torch.Tensor, *, labels: torch.Tensor | None =
 
 def format_report(report: dict[str, Any]) -> str:
     lines = [
-        f"gate threshold {report['threshold']:.3f} (refuses ≤ {report['max_refusal']:.1%} of each threshold half)",
+        f"gate threshold {report['threshold']:.3f} (refuses ≤ {report['max_refusal']:.1%} of each threshold half, "
+        f"≤ {report.get('max_cancer_refusal', 1):.1%} of its MEL, BCC and AKIEC)",
         f"{'set':52} {'images':>7} {'refused':>8} {'share':>7}  refused per class",
     ]
     for row in report["rows"]:
@@ -393,6 +420,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True, type=Path, action="append", help="the checkpoint's data folders")
     parser.add_argument("--ood", required=True, type=Path, help="folder of non-dermatoscopic photos (*/manifest.csv)")
     parser.add_argument("--max-refusal", type=float, default=0.015, help="refusals allowed on each threshold half")
+    parser.add_argument(
+        "--max-cancer-refusal",
+        type=float,
+        default=0.03,
+        help="refusals allowed of each of MEL, BCC and AKIEC in each threshold half (1: no such limit)",
+    )
     parser.add_argument(
         "--fullres", type=Path, help="folder of full-resolution lesions to report on (labels.csv; never for choosing)"
     )
@@ -419,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
             data=args.data,
             ood=args.ood,
             max_refusal=args.max_refusal,
+            max_cancer_refusal=args.max_cancer_refusal,
             fullres=args.fullres,
             pixel_network=args.pixel_network,
             pixels_from=args.pixels_from,

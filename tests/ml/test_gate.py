@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ml import CLASS_CODES
 from ml.augment import simulated_upload
 from ml.checkpoint import CheckpointError, load_checkpoint, record_evaluation, record_gate
 from ml.data import Sample, load_pixels_and_sides
@@ -72,6 +73,21 @@ def test_the_evidence_network_separates_two_clouds_within_the_refusal_budget():
         threshold = choose_threshold({"held": net(held_positive)}, max_refusal=0.02)
         assert float((net(held_positive) < threshold).float().mean()) <= 0.02
         assert float((net(held_negative) < threshold).float().mean()) >= 0.95
+
+
+def test_the_threshold_refuses_no_more_than_its_share_of_any_cancer_class():
+    # 100 lesions: 90 nevi scoring 1..90, 10 melanomas scoring 0.1..1.0, the lowest of the set.
+    classes = torch.tensor([CLASS_CODES.index("NV")] * 90 + [CLASS_CODES.index("MEL")] * 10)
+    scores = torch.cat([torch.arange(1.0, 91.0), torch.arange(1.0, 11.0) / 10])
+    overall = choose_threshold({"set": scores}, max_refusal=0.05)
+    assert int((scores < overall).sum()) == 4  # four melanomas of ten: within 5 % of the set
+
+    def guarded(classes: torch.Tensor) -> float:
+        return choose_threshold({"set": scores}, max_refusal=0.05, labels={"set": classes}, max_cancer_refusal=0.1)
+
+    assert int((scores < guarded(classes)).sum()) == 0  # at most one melanoma in ten: none
+    # Benign classes are held to the overall share only: low-scoring keratoses do not lower the threshold.
+    assert guarded(torch.where(classes == CLASS_CODES.index("MEL"), CLASS_CODES.index("BKL"), classes)) == overall
 
 
 def _noise_photos(n: int) -> list[bytes]:
