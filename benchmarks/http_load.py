@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"worker {name.upper()} (MB): " + ", ".join(f"{m[name]:.0f}" for m in memory))
     print(f"master RSS {master_memory['rss']:.0f} MB, PSS {master_memory['pss']:.0f} MB")
     path = save(
-        "http_load" if args.checkpoint == SHIPPED_CHECKPOINT else f"http_load-{args.checkpoint.stem}",
+        "http_load" if reference.checkpoint == SHIPPED_CHECKPOINT.resolve() else f"http_load-{args.checkpoint.stem}",
         {
             "checkpoint": args.checkpoint.name,
             "workers": 2,

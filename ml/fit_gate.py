@@ -223,7 +223,7 @@ def choose_threshold(
     """
     # "lower": a score of the set itself, so that at most the share of the set lies below it.
     limits = [float(torch.quantile(s, max_refusal, interpolation="lower")) for s in scores.values()]
-    for name, classes in (labels or {}).items():
+    for name, classes in (labels or {}).items() if max_cancer_refusal < 1 else ():
         for c in MALIGNANT_INDEX:
             chosen = scores[name][classes == c]
             if len(chosen):

@@ -88,6 +88,8 @@ def test_the_threshold_refuses_no_more_than_its_share_of_any_cancer_class():
     assert int((scores < guarded(classes)).sum()) == 0  # at most one melanoma in ten: none
     # Benign classes are held to the overall share only: low-scoring keratoses do not lower the threshold.
     assert guarded(torch.where(classes == CLASS_CODES.index("MEL"), CLASS_CODES.index("BKL"), classes)) == overall
+    no_limit = choose_threshold({"set": scores}, max_refusal=0.05, labels={"set": classes}, max_cancer_refusal=1)
+    assert no_limit == overall  # --max-cancer-refusal 1: no limit per class
 
 
 def _noise_photos(n: int) -> list[bytes]:
