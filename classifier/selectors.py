@@ -145,6 +145,7 @@ def gate_describe(predictor: Predictor) -> dict[str, Any] | None:
         "threshold": predictor.gate.threshold,
         "refused": report.get("rows", []),
         "max_refusal": report.get("max_refusal"),
+        "lent_by": predictor.gate_from["file"] if predictor.gate_from else None,
     }
 
 

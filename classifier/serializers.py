@@ -127,6 +127,10 @@ class GateSerializer(serializers.Serializer):
     threshold = serializers.FloatField()
     refused = GateRowSerializer(many=True)
     max_refusal = serializers.FloatField(allow_null=True)
+    lent_by = serializers.CharField(
+        allow_null=True,
+        help_text=_("The checkpoint whose gate this model is served with (its model runs too); null for its own gate."),
+    )
 
 
 class ClassMetricsSerializer(serializers.Serializer):

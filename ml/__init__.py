@@ -7,3 +7,5 @@ CLASS_CODES: tuple[str, ...] = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"
 
 # The model that ships with the project (see ml/MODEL_CARD.md).
 SHIPPED_CHECKPOINT = Path(__file__).parent / "weights" / "simplebnconv-v4.pt"
+# The opt-in accurate model: a fine-tuned EfficientNet-Lite0 the site serves when DERMAI_CHECKPOINT names it.
+ACCURATE_CHECKPOINT = Path(__file__).parent / "weights" / "efficientnet-lite0-v3.pt"

@@ -169,7 +169,29 @@ def record_gate(path: Path, *, gate: Gate, threshold: float, report: dict[str, A
         # Half precision keeps the shipped file under 1 MB; ml.fit_gate scores the gate at this precision.
         "state_dict": {k: _stored(v) for k, v in gate.state_dict().items()},
     }
-    _update(path, lambda checkpoint: checkpoint.__setitem__("gate", saved))
+    _update(path, lambda checkpoint: (checkpoint.pop("gate_from", None), checkpoint.__setitem__("gate", saved)))
+
+
+def record_gate_from(path: Path, *, source: Path) -> None:
+    """Serve the checkpoint at ``path`` with the gate fitted for ``source``, a checkpoint in the same folder.
+
+    The gate then reads ``source``'s model (one more forward pass of it per image) instead of a gate
+    of its own: for a model whose own gate would refuse lesions the other's answers (the accurate
+    model's, ml/MODEL_CARD.md). The reference names the file and its sha256, so that a gate fitted
+    again for ``source`` is not served unnoticed: :class:`ml.inference.Predictor` refuses the pair.
+    """
+    path, source = Path(path), Path(source)
+    if source.resolve().parent != path.resolve().parent:
+        raise ValueError(f"{str(source)!r} must sit beside {str(path)!r}: the reference is a file name")
+    loaded = load_checkpoint(source)
+    if loaded.gate is None:
+        raise ValueError(f"{str(source)!r} has no gate of its own to lend")
+    if loaded.meta.get("gate_from"):
+        raise ValueError(f"{str(source)!r} serves a borrowed gate itself; name the checkpoint that owns it")
+    if loaded.preprocess != load_checkpoint(path).preprocess:
+        raise ValueError(f"{str(source)!r} prepares images otherwise than {str(path)!r}; its gate cannot read them")
+    reference = {"file": source.name, "sha256": loaded.sha256}
+    _update(path, lambda checkpoint: (checkpoint.pop("gate", None), checkpoint.__setitem__("gate_from", reference)))
 
 
 def _stored(tensor: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,9 @@ the threshold, the other half is reported. Negatives are the photos under ``--oo
 subfolder per kind, each with a ``manifest.csv``; split by the manifest's ``label`` for patient
 photos, else by file) and generated images (:mod:`ml.negatives`): part fits the gate, the rest is
 reported, never used to choose anything. The gate is stored in the checkpoint.
+
+``--gate-of FILE`` fits nothing: the checkpoint is served with the gate of ``FILE`` instead
+(:func:`ml.checkpoint.record_gate_from`).
 """
 
 import argparse
@@ -23,7 +26,7 @@ from PIL import Image
 
 from ml import CLASS_CODES, SHIPPED_CHECKPOINT
 from ml.augment import augment, random_resolution, simulated_upload
-from ml.checkpoint import load_checkpoint, record_gate
+from ml.checkpoint import load_checkpoint, record_gate, record_gate_from
 from ml.data import DataError, Sample, load_pixels_and_sides, read_sources, split_by_lesion, split_sources
 from ml.gate import EvidenceNet, Gate, GateConfig, PixelNet, gate_features
 from ml.inference import Predictor
@@ -417,8 +420,8 @@ def format_report(report: dict[str, Any]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ml.fit_gate", description="Fit the out-of-distribution gate.")
     parser.add_argument("--checkpoint", type=Path, default=SHIPPED_CHECKPOINT)
-    parser.add_argument("--data", required=True, type=Path, action="append", help="the checkpoint's data folders")
-    parser.add_argument("--ood", required=True, type=Path, help="folder of non-dermatoscopic photos (*/manifest.csv)")
+    parser.add_argument("--data", type=Path, action="append", help="the checkpoint's data folders (required to fit)")
+    parser.add_argument("--ood", type=Path, help="folder of non-dermatoscopic photos (*/manifest.csv; required to fit)")
     parser.add_argument("--max-refusal", type=float, default=0.015, help="refusals allowed on each threshold half")
     parser.add_argument(
         "--max-cancer-refusal",
@@ -440,12 +443,26 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="reuse the pixel network of this checkpoint's gate; fit only the evidence network",
     )
+    parser.add_argument(
+        "--gate-of",
+        type=Path,
+        help="fit nothing: serve the checkpoint with the gate of this one, in the same folder (its model runs too)",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.gate_of:
+        try:
+            record_gate_from(args.checkpoint, source=args.gate_of)
+        except (FileNotFoundError, ValueError) as error:
+            parser.error(str(error))
+        print(f"{args.checkpoint} is served with the gate of {args.gate_of}", file=sys.stderr)
+        return 0
+    if not args.data or not args.ood:
+        parser.error("fitting a gate needs --data and --ood")
     try:
         report = gate_fit_and_report(
             checkpoint=args.checkpoint,

@@ -70,6 +70,16 @@ class Predictor:
         self.sha256 = loaded.sha256
         self.parameter_count = sum(p.numel() for p in loaded.model.parameters())
         self.gate = loaded.gate
+        self.gate_model = self.inference_model  # the model whose forward pass the gate reads
+        self.gate_from = loaded.meta.get("gate_from")  # {"file", "sha256"} of a borrowed gate's checkpoint
+        if self.gate_from:
+            lender = Predictor(Path(checkpoint).parent / self.gate_from["file"])
+            if lender.sha256 != self.gate_from["sha256"] or lender.preprocess != self.preprocess:
+                raise CheckpointError(
+                    f"{str(checkpoint)!r} borrows the gate of {self.gate_from['file']!r}, which has changed since: "
+                    "lend it again with python -m ml.fit_gate --gate-of"
+                )
+            self.gate, self.gate_model = lender.gate, lender.inference_model
         if self.gate is not None and self.gate.gate.config.features != self._feature_count():
             raise CheckpointError(
                 f"the gate in {str(checkpoint)!r} reads {self.gate.gate.config.features} features, this code computes "
@@ -79,7 +89,7 @@ class Predictor:
     @torch.inference_mode()
     def _feature_count(self) -> int:
         pixels = torch.zeros(1, 3, self.preprocess.size, self.preprocess.size, dtype=torch.uint8)
-        logits, blocks = forward_with_features(self.inference_model, normalize(pixels, preprocess=self.preprocess))
+        logits, blocks = forward_with_features(self.gate_model, normalize(pixels, preprocess=self.preprocess))
         return gate_features(logits, blocks, pixels).shape[1]
 
     def read(self, data: bytes, *, guard: bool = False) -> torch.Tensor:
@@ -118,11 +128,15 @@ class Predictor:
 
     @torch.inference_mode()
     def assess(self, pixels: torch.Tensor) -> Assessment:
-        """Probabilities and the gate's verdict for prepared pixels, from one forward pass."""
+        """Probabilities and the gate's verdict for prepared pixels, from one forward pass (two with a
+        borrowed gate: the lender's model is what that gate reads)."""
         x = normalize(pixels, preprocess=self.preprocess).contiguous(memory_format=torch.channels_last)
         logits, blocks = forward_with_features(self.inference_model, x)
         probabilities = F.softmax(logits.float() / self.temperature, dim=1)
         if self.gate is None:
             return Assessment(probabilities, None, torch.zeros(len(pixels), dtype=torch.bool))
-        scores = self.gate.scores(gate_features(logits, blocks, pixels), x)
+        gate_logits = logits
+        if self.gate_model is not self.inference_model:
+            gate_logits, blocks = forward_with_features(self.gate_model, x)
+        scores = self.gate.scores(gate_features(gate_logits, blocks, pixels), x)
         return Assessment(probabilities, scores, scores < self.gate.threshold)

@@ -163,7 +163,7 @@ def test_model_description_leaves_the_gates_recorded_paths_out(client, monkeypat
     gate = {**describe["gate"], "checkpoint": "/runs/gate/evidence.pt", "fit": {"pixels_from": "/data/ph2-fullres"}}
     monkeypatch.setattr(api, "model_describe", lambda: {**describe, "gate": gate})
     body = client.get(reverse("api-model")).json()
-    assert set(body["gate"]) == {"threshold", "refused", "max_refusal"}
+    assert set(body["gate"]) == {"threshold", "refused", "max_refusal", "lent_by"}
     assert body["gate"]["refused"] == describe["gate"]["refused"]
 
 
@@ -332,3 +332,16 @@ def test_the_accurate_model_answers_through_the_same_api(client, example_image, 
     png = base64.b64decode(body["explanation"]["overlay_png_base64"])
     assert Image.open(io.BytesIO(png)).size == (224, 224)
     assert client.get(reverse("api-model")).json()["name"] == "EfficientNetLite0"
+
+
+def test_the_committed_accurate_model_is_served_with_the_default_models_gate(client, example_image, settings):
+    from ml import ACCURATE_CHECKPOINT, SHIPPED_CHECKPOINT
+
+    settings.DERMAI_CHECKPOINT = ACCURATE_CHECKPOINT
+    body = client.post(reverse("api-predictions"), {"image": upload(example_image)}).json()
+    assert body["model"]["version"] == "efficientnet-lite0-v3"
+    assert "not a medical device" in body["disclaimer"].lower()
+    description = client.get(reverse("api-model")).json()
+    assert description["gate"]["lent_by"] == SHIPPED_CHECKPOINT.name
+    document = next(d for k, d in non_lesion_images(per_kind=1, seed=3) if k == "document")
+    _error(client.post(reverse("api-predictions"), {"image": upload(document, "x.png")}), 422, "out_of_scope")

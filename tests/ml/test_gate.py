@@ -14,8 +14,9 @@ from PIL import Image
 
 from ml import CLASS_CODES
 from ml.augment import simulated_upload
-from ml.checkpoint import CheckpointError, load_checkpoint, record_evaluation, record_gate
+from ml.checkpoint import CheckpointError, load_checkpoint, record_evaluation, record_gate, save_checkpoint
 from ml.data import Sample, load_pixels_and_sides
+from ml.efficientnet import EfficientNetConfig, EfficientNetLite0
 from ml.fit_gate import (
     _validation_sets,
     balanced_draw,
@@ -26,8 +27,9 @@ from ml.fit_gate import (
     read_ood,
     split_groups,
 )
+from ml.fit_gate import main as fit_gate_main
 from ml.gate import Gate, GateConfig, gate_features, image_statistics
-from ml.inference import Predictor
+from ml.inference import Predictor, predict_logits
 from ml.model import fold_for_inference
 from ml.negatives import NOISE, non_lesion_images
 from ml.predict import main as predict_main
@@ -213,6 +215,61 @@ def test_an_evidence_only_gate_needs_no_second_network(gated, tmp_path, examples
     assessment = predictor.assess(pixels)
     assert assessment.gate_scores.shape == (14,)
     assert torch.equal(assessment.out_of_scope, assessment.gate_scores < predictor.gate.threshold)
+
+
+def _borrower(gated_checkpoint, folder: Path) -> tuple[Path, Path]:
+    """(lender, borrower) side by side: a copy of the gated checkpoint and an EfficientNet-Lite0 without a gate."""
+    lender, borrower = folder / "lender.pt", folder / "accurate.pt"
+    shutil.copy(gated_checkpoint, lender)
+    torch.manual_seed(2)
+    model = EfficientNetLite0(EfficientNetConfig(input_size=32)).eval()
+    save_checkpoint(borrower, model=model, preprocess=load_checkpoint(lender).preprocess)
+    return lender, borrower
+
+
+@pytest.mark.slow
+def test_a_model_is_served_with_the_gate_of_another(gated, tmp_path, examples_dir):
+    """The accurate model keeps the default model's gate: its own answers, the lender's verdicts."""
+    lender, borrower = _borrower(gated[0], tmp_path)
+    assert fit_gate_main(["--checkpoint", str(borrower), "--gate-of", str(lender)]) == 0
+    served, lending = Predictor(borrower), Predictor(lender)
+    assert served.gate_from == {"file": "lender.pt", "sha256": lending.sha256}
+    pixels = torch.stack([served.read(p.read_bytes()) for p in sorted((examples_dir / "images").iterdir())])
+    assessment, lenders = served.assess(pixels), lending.assess(pixels)
+    logits = predict_logits(served.inference_model, pixels, preprocess=served.preprocess)
+    own = F.softmax(logits / served.temperature, dim=1)
+    assert torch.allclose(assessment.probabilities, own, atol=1e-5)
+    assert not torch.allclose(assessment.probabilities, lenders.probabilities, atol=1e-3)  # two untrained models
+    assert torch.allclose(assessment.gate_scores, lenders.gate_scores, atol=1e-5)
+    assert torch.equal(assessment.out_of_scope, lenders.out_of_scope)
+
+
+@pytest.mark.slow
+def test_a_borrowed_gate_whose_lender_changed_is_refused_at_load(gated, tmp_path):
+    lender, borrower = _borrower(gated[0], tmp_path)
+    fit_gate_main(["--checkpoint", str(borrower), "--gate-of", str(lender)])
+    record_evaluation(lender, key="validation", report={"n": 1})  # the lender's file, and its sha256, change
+    with pytest.raises(CheckpointError, match="borrows the gate of 'lender.pt', which has changed since"):
+        Predictor(borrower)
+    # A gate of its own replaces the borrowed one.
+    lent = load_checkpoint(lender).gate
+    record_gate(borrower, gate=Gate(lent.gate.config), threshold=0.0, report={})
+    assert "gate_from" not in load_checkpoint(borrower).meta
+
+
+@pytest.mark.slow
+def test_a_gate_is_lent_only_by_a_gated_checkpoint_beside_the_borrower(gated, tmp_path, trained_checkpoint, capsys):
+    lender, borrower = _borrower(gated[0], tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(lender, elsewhere / "lender.pt")
+    ungated = tmp_path / "ungated.pt"
+    shutil.copy(trained_checkpoint, ungated)
+    for source, message in ((elsewhere / "lender.pt", "must sit beside"), (ungated, "has no gate of its own")):
+        with pytest.raises(SystemExit) as exit_info:
+            fit_gate_main(["--checkpoint", str(borrower), "--gate-of", str(source)])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert "gate_from" not in load_checkpoint(borrower).meta
 
 
 @pytest.mark.slow

@@ -1,19 +1,26 @@
-"""The checkpoint shipped in ml/weights: loads safely and predicts the committed examples."""
+"""The checkpoints in ml/weights, the default model and the opt-in accurate one: load safely, carry
+their triage policy and gate, and predict the committed examples."""
 
 import io
 
+import pytest
 import torch
 from PIL import Image
 
-from ml import CLASS_CODES, SHIPPED_CHECKPOINT
+from ml import ACCURATE_CHECKPOINT, CLASS_CODES, SHIPPED_CHECKPOINT
 from ml.data import read_samples
 from ml.inference import Predictor
 
+# (checkpoint, architecture, largest file): the default stays under 1 MB, the accurate model under 10 MB.
+COMMITTED = [(SHIPPED_CHECKPOINT, "SimpleBNConv", 1), (ACCURATE_CHECKPOINT, "EfficientNetLite0", 10)]
+CHECKPOINTS = pytest.mark.parametrize("checkpoint", [c for c, _, _ in COMMITTED], ids=lambda c: c.stem)
 
-def test_shipped_checkpoint_is_small_and_loads_with_weights_only():
-    assert SHIPPED_CHECKPOINT.stat().st_size <= 1024 * 1024
-    raw = torch.load(SHIPPED_CHECKPOINT, map_location="cpu", weights_only=True)
-    assert raw["arch"] == "SimpleBNConv"
+
+@pytest.mark.parametrize(("checkpoint", "arch", "megabytes"), COMMITTED, ids=lambda v: getattr(v, "stem", None))
+def test_committed_checkpoints_are_small_and_load_with_weights_only(checkpoint, arch, megabytes):
+    assert checkpoint.stat().st_size <= megabytes * 1024 * 1024
+    raw = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    assert raw["arch"] == arch
     assert raw["class_codes"] == list(CLASS_CODES)
     assert raw["data"]["sources"]["HAM10000"] == {
         "MEL": 1113,
@@ -28,8 +35,9 @@ def test_shipped_checkpoint_is_small_and_loads_with_weights_only():
     assert 0.3 < raw["temperature"] < 5
 
 
-def test_shipped_checkpoint_carries_its_triage_policy_and_gate():
-    loaded = Predictor(SHIPPED_CHECKPOINT)
+@CHECKPOINTS
+def test_committed_checkpoints_carry_their_triage_policy_and_gate(checkpoint):
+    loaded = Predictor(checkpoint)
     triage = loaded.meta["metrics"]["triage"]
     assert 0 < triage["policy"]["refer_at"] < 1 and 0 < triage["policy"]["inconclusive_below"] <= 1
     assert set(triage["measured_by_set"]) == {"validation", "external"}
@@ -39,8 +47,9 @@ def test_shipped_checkpoint_carries_its_triage_policy_and_gate():
         assert rows[name]["refused_share"] <= loaded.gate.report["max_refusal"]
 
 
-def test_shipped_model_predicts_the_examples(examples_dir):
-    predictor = Predictor(SHIPPED_CHECKPOINT)
+@CHECKPOINTS
+def test_committed_models_predict_the_examples(checkpoint, examples_dir):
+    predictor = Predictor(checkpoint)
     samples = read_samples(examples_dir)
     pixels = torch.stack([predictor.read(s.path.read_bytes()) for s in samples])
     probs = predictor.probabilities(pixels)
@@ -52,10 +61,11 @@ def test_shipped_model_predicts_the_examples(examples_dir):
     assert correct >= 5
 
 
-def test_the_shipped_gate_decides_alike_at_every_size_a_lesion_is_uploaded(examples_dir):
+@CHECKPOINTS
+def test_the_committed_gates_decide_alike_at_every_size_a_lesion_is_uploaded(checkpoint, examples_dir):
     """The same lesion as the dataset's small copy, a dermatoscope export and a large phone-adapter photo:
     the gate reads the lesion, not the resolution (full-resolution melanomas were refused before)."""
-    predictor = Predictor(SHIPPED_CHECKPOINT)
+    predictor = Predictor(checkpoint)
     for path in sorted((examples_dir / "images").iterdir()):
         image = Image.open(path)
         scores = []
