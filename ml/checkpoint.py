@@ -177,21 +177,58 @@ def record_gate_from(path: Path, *, source: Path) -> None:
 
     The gate then reads ``source``'s model (one more forward pass of it per image) instead of a gate
     of its own: for a model whose own gate would refuse lesions the other's answers (the accurate
-    model's, ml/MODEL_CARD.md). The reference names the file and its sha256, so that a gate fitted
-    again for ``source`` is not served unnoticed: :class:`ml.inference.Predictor` refuses the pair.
+    model's, ml/MODEL_CARD.md). The reference names the file and the fingerprint of what the gate
+    depends on (:func:`gate_fingerprint`), so that a gate fitted again for ``source`` is not served
+    unnoticed: :func:`load_lender` refuses the pair. Raises :class:`CheckpointError`.
     """
     path, source = Path(path), Path(source)
+    if source.resolve() == path.resolve():
+        raise CheckpointError(f"{str(path)!r} cannot lend its gate to itself; --checkpoint names the borrower")
     if source.resolve().parent != path.resolve().parent:
-        raise ValueError(f"{str(source)!r} must sit beside {str(path)!r}: the reference is a file name")
-    loaded = load_checkpoint(source)
-    if loaded.gate is None:
-        raise ValueError(f"{str(source)!r} has no gate of its own to lend")
-    if loaded.meta.get("gate_from"):
-        raise ValueError(f"{str(source)!r} serves a borrowed gate itself; name the checkpoint that owns it")
-    if loaded.preprocess != load_checkpoint(path).preprocess:
-        raise ValueError(f"{str(source)!r} prepares images otherwise than {str(path)!r}; its gate cannot read them")
-    reference = {"file": source.name, "sha256": loaded.sha256}
+        raise CheckpointError(f"{str(source)!r} must sit beside {str(path)!r}: the reference is a file name")
+    borrower = load_checkpoint(path)
+    lender = _lendable(source, preprocess=borrower.preprocess)
+    reference = {"file": source.name, "fingerprint": gate_fingerprint(lender)}
     _update(path, lambda checkpoint: (checkpoint.pop("gate", None), checkpoint.__setitem__("gate_from", reference)))
+
+
+def load_lender(path: Path, reference: dict[str, str], *, preprocess: PreprocessConfig) -> LoadedModel:
+    """The checkpoint whose gate the checkpoint at ``path`` borrows (its ``gate_from`` ``reference``),
+    checked to be the one it was lent by; raise :class:`CheckpointError` otherwise."""
+    source = Path(path).resolve().parent / reference["file"]
+    if not source.exists():
+        raise CheckpointError(f"{str(path)!r} borrows the gate of {reference['file']!r}, which is missing beside it")
+    lender = _lendable(source, preprocess=preprocess)
+    if gate_fingerprint(lender) != reference["fingerprint"]:
+        raise CheckpointError(
+            f"{str(path)!r} borrows the gate of {reference['file']!r}, whose model or gate has changed since: "
+            "lend it again with python -m ml.fit_gate --gate-of"
+        )
+    return lender
+
+
+def _lendable(source: Path, *, preprocess: PreprocessConfig) -> LoadedModel:
+    lender = load_checkpoint(source)
+    if lender.meta.get("gate_from"):
+        raise CheckpointError(f"{str(source)!r} serves a borrowed gate itself; name the checkpoint that owns it")
+    if lender.gate is None:
+        raise CheckpointError(f"{str(source)!r} has no gate of its own to lend")
+    if lender.preprocess != preprocess:
+        raise CheckpointError(f"{str(source)!r} prepares images otherwise than the borrower; its gate cannot read them")
+    return lender
+
+
+def gate_fingerprint(loaded: LoadedModel) -> str:
+    """sha256 of what a gate's verdicts depend on: the model it reads, the gate and its threshold.
+
+    Not of the whole file: recording an evaluation or a triage policy in the lender changes neither.
+    """
+    digest = hashlib.sha256(repr(loaded.gate.threshold).encode())
+    for prefix, module in (("model.", loaded.model), ("gate.", loaded.gate.gate)):
+        for name, tensor in sorted(module.state_dict().items()):
+            digest.update((prefix + name).encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _stored(tensor: torch.Tensor) -> torch.Tensor:

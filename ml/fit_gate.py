@@ -299,7 +299,10 @@ def gate_fit_and_report(
     gate = Gate(config)
     gate.evidence = fit_evidence(evidence_positives, evidence_negatives, config=config, seed=seed)
     if gate.pixels is not None and pixels_from is not None:
-        gate.pixels = load_checkpoint(pixels_from).gate.gate.pixels
+        lender = load_checkpoint(pixels_from).gate
+        if lender is None or lender.gate.pixels is None:
+            raise DataError(f"{str(pixels_from)!r} has no pixel network of its own to reuse")
+        gate.pixels = lender.gate.pixels
     elif gate.pixels is not None:
         positives = torch.cat([copies, uploads])
         gate.pixels = fit_pixels(
@@ -455,6 +458,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.gate_of:
+        if args.data or args.ood or args.fullres:
+            parser.error(
+                "--gate-of fits nothing: it takes no --data, --ood or --fullres (python -m ml.fullres reports)"
+            )
         try:
             record_gate_from(args.checkpoint, source=args.gate_of)
         except (FileNotFoundError, ValueError) as error:

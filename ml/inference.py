@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from ml import CLASS_CODES
 from ml.augment import dihedral
-from ml.checkpoint import CheckpointError, load_checkpoint
+from ml.checkpoint import CheckpointError, load_checkpoint, load_lender
 from ml.explain import Explanation, explain
 from ml.gate import gate_features
 from ml.guard import out_of_scope_error, out_of_scope_reason
@@ -71,18 +71,14 @@ class Predictor:
         self.parameter_count = sum(p.numel() for p in loaded.model.parameters())
         self.gate = loaded.gate
         self.gate_model = self.inference_model  # the model whose forward pass the gate reads
-        self.gate_from = loaded.meta.get("gate_from")  # {"file", "sha256"} of a borrowed gate's checkpoint
+        self.gate_from = loaded.meta.get("gate_from")  # {"file", "fingerprint"} of a borrowed gate's checkpoint
         if self.gate_from:
-            lender = Predictor(Path(checkpoint).parent / self.gate_from["file"])
-            if lender.sha256 != self.gate_from["sha256"] or lender.preprocess != self.preprocess:
-                raise CheckpointError(
-                    f"{str(checkpoint)!r} borrows the gate of {self.gate_from['file']!r}, which has changed since: "
-                    "lend it again with python -m ml.fit_gate --gate-of"
-                )
-            self.gate, self.gate_model = lender.gate, lender.inference_model
+            lender = load_lender(checkpoint, self.gate_from, preprocess=self.preprocess)
+            self.gate, self.gate_model = lender.gate, fold_for_inference(lender.model)
+        owner = self.gate_from["file"] if self.gate_from else str(checkpoint)
         if self.gate is not None and self.gate.gate.config.features != self._feature_count():
             raise CheckpointError(
-                f"the gate in {str(checkpoint)!r} reads {self.gate.gate.config.features} features, this code computes "
+                f"the gate of {owner!r} reads {self.gate.gate.config.features} features, this code computes "
                 f"{self._feature_count()}: fit it again with python -m ml.fit_gate"
             )
 

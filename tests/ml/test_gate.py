@@ -14,7 +14,14 @@ from PIL import Image
 
 from ml import CLASS_CODES
 from ml.augment import simulated_upload
-from ml.checkpoint import CheckpointError, load_checkpoint, record_evaluation, record_gate, save_checkpoint
+from ml.checkpoint import (
+    CheckpointError,
+    gate_fingerprint,
+    load_checkpoint,
+    record_evaluation,
+    record_gate,
+    save_checkpoint,
+)
 from ml.data import Sample, load_pixels_and_sides
 from ml.efficientnet import EfficientNetConfig, EfficientNetLite0
 from ml.fit_gate import (
@@ -233,7 +240,7 @@ def test_a_model_is_served_with_the_gate_of_another(gated, tmp_path, examples_di
     lender, borrower = _borrower(gated[0], tmp_path)
     assert fit_gate_main(["--checkpoint", str(borrower), "--gate-of", str(lender)]) == 0
     served, lending = Predictor(borrower), Predictor(lender)
-    assert served.gate_from == {"file": "lender.pt", "sha256": lending.sha256}
+    assert served.gate_from == {"file": "lender.pt", "fingerprint": gate_fingerprint(load_checkpoint(lender))}
     pixels = torch.stack([served.read(p.read_bytes()) for p in sorted((examples_dir / "images").iterdir())])
     assessment, lenders = served.assess(pixels), lending.assess(pixels)
     logits = predict_logits(served.inference_model, pixels, preprocess=served.preprocess)
@@ -245,31 +252,53 @@ def test_a_model_is_served_with_the_gate_of_another(gated, tmp_path, examples_di
 
 
 @pytest.mark.slow
-def test_a_borrowed_gate_whose_lender_changed_is_refused_at_load(gated, tmp_path):
+def test_a_borrowed_gate_is_checked_against_its_lender_at_load(gated, tmp_path):
     lender, borrower = _borrower(gated[0], tmp_path)
     fit_gate_main(["--checkpoint", str(borrower), "--gate-of", str(lender)])
-    record_evaluation(lender, key="validation", report={"n": 1})  # the lender's file, and its sha256, change
-    with pytest.raises(CheckpointError, match="borrows the gate of 'lender.pt', which has changed since"):
-        Predictor(borrower)
-    # A gate of its own replaces the borrowed one.
+    record_evaluation(lender, key="validation", report={"n": 1})  # the file changes, the gate and its model do not
+    assert Predictor(borrower).gate.threshold == load_checkpoint(lender).gate.threshold
+    # Served through a link from elsewhere, the lender is still found beside the borrower's file.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "current.pt").symlink_to(borrower)
+    assert Predictor(elsewhere / "current.pt").gate_from["file"] == "lender.pt"
     lent = load_checkpoint(lender).gate
+    record_gate(lender, gate=lent.gate, threshold=lent.threshold + 0.5, report=lent.report)  # refitted
+    with pytest.raises(CheckpointError, match="borrows the gate of 'lender.pt', whose model or gate has changed"):
+        Predictor(borrower)
+    lender.unlink()
+    with pytest.raises(CheckpointError, match="borrows the gate of 'lender.pt', which is missing beside it"):
+        Predictor(borrower)
+    # Recording a gate of its own drops the reference.
     record_gate(borrower, gate=Gate(lent.gate.config), threshold=0.0, report={})
     assert "gate_from" not in load_checkpoint(borrower).meta
 
 
 @pytest.mark.slow
-def test_a_gate_is_lent_only_by_a_gated_checkpoint_beside_the_borrower(gated, tmp_path, trained_checkpoint, capsys):
+def test_a_gate_is_lent_only_by_a_gated_checkpoint_of_its_own_beside_the_borrower(
+    gated, tmp_path, trained_checkpoint, capsys
+):
     lender, borrower = _borrower(gated[0], tmp_path)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     shutil.copy(lender, elsewhere / "lender.pt")
     ungated = tmp_path / "ungated.pt"
     shutil.copy(trained_checkpoint, ungated)
-    for source, message in ((elsewhere / "lender.pt", "must sit beside"), (ungated, "has no gate of its own")):
+    second = tmp_path / "second.pt"
+    shutil.copy(borrower, second)
+    fit_gate_main(["--checkpoint", str(second), "--gate-of", str(lender)])
+    refused = [
+        (borrower, elsewhere / "lender.pt", "must sit beside"),
+        (borrower, ungated, "has no gate of its own"),
+        (borrower, second, "serves a borrowed gate itself"),
+        (lender, lender, "cannot lend its gate to itself"),
+    ]
+    for target, source, message in refused:
         with pytest.raises(SystemExit) as exit_info:
-            fit_gate_main(["--checkpoint", str(borrower), "--gate-of", str(source)])
+            fit_gate_main(["--checkpoint", str(target), "--gate-of", str(source)])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
     assert "gate_from" not in load_checkpoint(borrower).meta
+    assert Predictor(lender).gate is not None
 
 
 @pytest.mark.slow

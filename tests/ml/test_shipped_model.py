@@ -35,8 +35,15 @@ def test_committed_checkpoints_are_small_and_load_with_weights_only(checkpoint, 
     assert 0.3 < raw["temperature"] < 5
 
 
+def test_the_accurate_model_is_served_with_the_default_models_gate():
+    accurate, default = Predictor(ACCURATE_CHECKPOINT), Predictor(SHIPPED_CHECKPOINT)
+    assert accurate.gate_from["file"] == SHIPPED_CHECKPOINT.name
+    assert accurate.gate.threshold == default.gate.threshold
+    assert accurate.gate.report == default.gate.report
+
+
 @CHECKPOINTS
-def test_committed_checkpoints_carry_their_triage_policy_and_gate(checkpoint):
+def test_committed_checkpoints_carry_their_triage_policy_and_a_gate(checkpoint):
     loaded = Predictor(checkpoint)
     triage = loaded.meta["metrics"]["triage"]
     assert 0 < triage["policy"]["refer_at"] < 1 and 0 < triage["policy"]["inconclusive_below"] <= 1
