@@ -209,6 +209,8 @@ def about(request: HttpRequest) -> HttpResponse:
         "recalls": class_recalls_list(),
         "sources": ", ".join(describe["data"].get("sources") or ["HAM10000"]),
         "gate_rows": gate_refusals_list(describe["gate"]),
+        # The project's EfficientNet-Lite0 always starts from ImageNet weights (docs/training.md); SimpleBNConv never.
+        "pretrained": describe["name"] == "EfficientNetLite0",
     }
     return render(request, "classifier/about.html", context)
 

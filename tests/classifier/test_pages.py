@@ -170,6 +170,19 @@ def test_about_page_explains_privacy_and_the_model(client):
     parameters = sum(p.numel() for p in predictor.model.parameters())  # what the model has
     assert f"a {parameters:,}-parameter" in html  # counted from the loaded model, not written in
     assert f"sha256 {info.sha256[:12]}" in html
+    assert "trained from scratch" in html and "ImageNet" not in html
+
+
+@pytest.mark.parametrize(
+    ("language", "said"), [("en", "first learnt from ImageNet"), ("es", "primero de las fotografías")]
+)
+def test_the_about_page_says_the_accurate_model_learnt_from_imagenet_first(client, settings, language, said):
+    from ml import ACCURATE_CHECKPOINT
+
+    settings.DERMAI_CHECKPOINT = ACCURATE_CHECKPOINT
+    html = client.get(reverse("about"), HTTP_ACCEPT_LANGUAGE=language).content.decode()
+    assert said in html and "EfficientNetLite0" in html
+    assert "from scratch" not in html and "desde cero" not in html
 
 
 def test_csrf_is_enforced_on_the_upload_form(example_image):
