@@ -57,9 +57,27 @@ def class_recalls_list() -> list[tuple[ClassContent, float]]:
 
 
 def triage_get() -> dict[str, Any]:
-    """The loaded checkpoint's triage policy and what it measured, or the cautious unmeasured default."""
-    policy, measured = recorded_policy(model_info_get().meta)
-    return {"policy": policy, "measured": measured}
+    """The loaded checkpoint's triage policy and what it measured, or the cautious unmeasured default;
+    ``fullres``: what it referred of full-resolution images from another hospital, where recorded."""
+    meta = model_info_get().meta
+    policy, measured = recorded_policy(meta)
+    return {"policy": policy, "measured": measured, "fullres": fullres_referrals(meta)}
+
+
+def fullres_referrals(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The native-resolution row of ``python -m ml.fullres --record`` (melanomas and nevi referred), or None."""
+    report = meta.get("metrics", {}).get("fullres")
+    row = next((r for r in (report or {}).get("rows", []) if r["resolution"] == "native"), None)
+    if row is None or row.get("melanomas_referred") is None:
+        return None
+    return {
+        "data": report["data"],
+        "melanomas": row["per_class"]["MEL"]["images"],
+        "nevi": row["per_class"].get("NV", {}).get("images", 0),
+        "melanomas_referred": row["melanomas_referred"],
+        "nevi_referred": row["nevi_referred"],
+        "melanoma_vs_nevus_auc": row["melanoma_vs_nevus_auc"],
+    }
 
 
 def class_contents_get() -> dict[str, ClassContent]:
@@ -210,6 +228,7 @@ def model_describe() -> dict[str, Any]:
             "measured": triage["measured"],
             # each validation set apart: one threshold can refer very differently at two hospitals
             "measured_by_set": meta["metrics"].get("triage", {}).get("measured_by_set", {}),
+            "measured_fullres": triage["fullres"],
         },
         "gate": gate_describe(predictor),
         "metrics": meta["metrics"].get("evaluation", {}),

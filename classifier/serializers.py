@@ -104,11 +104,27 @@ class TriageMeasuredSerializer(RecordSerializer, TriagePolicySerializer):
     accuracy_inconclusive = serializers.FloatField(required=False, allow_null=True)
 
 
+class FullresReferralSerializer(serializers.Serializer):
+    data = serializers.CharField(help_text=_("The folder of full-resolution images, e.g. ph2-fullres."))
+    melanomas = serializers.IntegerField()
+    nevi = serializers.IntegerField()
+    melanomas_referred = serializers.FloatField()
+    nevi_referred = serializers.FloatField(allow_null=True)
+    melanoma_vs_nevus_auc = serializers.FloatField(allow_null=True)
+
+
 class TriageSerializer(serializers.Serializer):
     risk = serializers.CharField()
     policy = TriagePolicySerializer()
     measured = TriageMeasuredSerializer(help_text=_("Empty for a checkpoint without a measured policy."))
     measured_by_set = serializers.DictField(child=TriageMeasuredSerializer())
+    measured_fullres = FullresReferralSerializer(
+        allow_null=True,
+        help_text=_(
+            "What the policy referred of full-resolution images from another hospital (python -m ml.fullres "
+            "--record), at their own size; null where not recorded."
+        ),
+    )
 
 
 class RefusalCountSerializer(serializers.Serializer):

@@ -77,6 +77,7 @@ class Risk:
     threshold: float
     sensitivity: float | None
     specificity: float | None
+    fullres: dict[str, Any] | None = None  # melanomas referred at another hospital's full resolution (selectors)
 
     @property
     def percent(self) -> float:
@@ -194,6 +195,7 @@ def _result(
             threshold=policy.refer_at,
             sensitivity=measured.get("sensitivity"),
             specificity=measured.get("specificity"),
+            fullres=triage.get("fullres"),
         ),
         inconclusive=bool(decisions.inconclusive[0]),
         **images,

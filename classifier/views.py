@@ -3,6 +3,7 @@
 import base64
 import io
 from http import HTTPStatus
+from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -26,7 +27,7 @@ from classifier.selectors import (
 from classifier.serializers import ResultSerializer
 from classifier.services import BatchItem, ImageUpload, example_prediction_create, prediction_create, predictions_create
 from classifier.throttles import AnonRateThrottle
-from ml import CLASS_CODES
+from ml import ACCURATE_CHECKPOINT, CLASS_CODES, SHIPPED_CHECKPOINT
 from ml.isic_csv import IsicCsvWriter, image_ids
 
 BATCH_CSV_EXTRA = ("prediction", "category", "risk", "refer", "inconclusive", "error", "model_version")
@@ -183,14 +184,22 @@ def example(request: HttpRequest, image_id: str) -> HttpResponse:
     return render(request, "classifier/result.html", {"result": result, "example": example})
 
 
-def _document_page(request: HttpRequest, path: str, title: str) -> HttpResponse:
-    context = {"title": title, "source": path, "document": document_html(path)}
+def _document_page(request: HttpRequest, path: str, title: str, **extra: Any) -> HttpResponse:
+    context = {"title": title, "source": path, "document": document_html(path), **extra}
     return render(request, "classifier/document.html", context)
+
+
+# The model card's own section for each committed model other than the default (its heading's anchor).
+MODEL_CARD_SECTIONS = {ACCURATE_CHECKPOINT.stem: "the-opt-in-accurate-model-efficientnet-lite0-v3"}
 
 
 @require_safe
 def model_card(request: HttpRequest) -> HttpResponse:
-    return _document_page(request, "ml/MODEL_CARD.md", _("Model card"))
+    """The card leads with the default model; a page served by another says so before anything else."""
+    served = model_info_get() if model_ready() else None
+    other = served if served is not None and served.version != SHIPPED_CHECKPOINT.stem else None
+    section = MODEL_CARD_SECTIONS.get(other.version) if other else None
+    return _document_page(request, "ml/MODEL_CARD.md", _("Model card"), served=other, section=section)
 
 
 @require_safe
@@ -211,6 +220,8 @@ def about(request: HttpRequest) -> HttpResponse:
         "gate_rows": gate_refusals_list(describe["gate"]),
         # The project's EfficientNet-Lite0 always starts from ImageNet weights (docs/training.md); SimpleBNConv never.
         "pretrained": describe["name"] == "EfficientNetLite0",
+        # what it learnt from: the training split, not the validation images counted in data.images
+        "training_images": sum((describe["data"].get("train_counts") or {}).values()) or describe["data"]["images"],
     }
     return render(request, "classifier/about.html", context)
 

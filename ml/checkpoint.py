@@ -160,6 +160,13 @@ def record_triage(path: Path, *, triage: dict[str, Any]) -> None:
     _update(path, lambda checkpoint: checkpoint["metrics"].__setitem__("triage", triage))
 
 
+def record_fullres(path: Path, *, report: dict[str, Any]) -> None:
+    """Store a full-resolution report (``ml.fullres``) under ``metrics["fullres"]``: the folder's name, not its path."""
+    summary = {**report, "data": Path(report["data"]).name}
+    summary.pop("checkpoint", None)
+    _update(path, lambda checkpoint: checkpoint["metrics"].__setitem__("fullres", summary))
+
+
 def record_gate(path: Path, *, gate: Gate, threshold: float, report: dict[str, Any]) -> None:
     """Store the out-of-distribution gate fitted for this checkpoint's model (``ml.fit_gate``)."""
     saved = {

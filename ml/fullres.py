@@ -15,6 +15,7 @@ from typing import Any
 from sklearn.metrics import roc_auc_score
 
 from ml import CLASS_CODES, SHIPPED_CHECKPOINT
+from ml.checkpoint import record_fullres
 from ml.data import DataError
 from ml.inference import Predictor
 from ml.resolutions import by_resolution
@@ -81,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--data", required=True, type=Path, help="folder with labels.csv and the images, e.g. PH2")
     parser.add_argument("--checkpoint", type=Path, default=SHIPPED_CHECKPOINT)
+    parser.add_argument(
+        "--record", action="store_true", help="store the report in the checkpoint (the site quotes its referrals)"
+    )
     return parser
 
 
@@ -92,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, DataError) as error:
         parser.error(str(error))
     print(format_report(report))
+    if args.record:
+        record_fullres(args.checkpoint, report=report)
+        print(f"recorded in {args.checkpoint}", file=sys.stderr)
     return 0
 
 

@@ -316,3 +316,25 @@ def test_the_about_page_names_the_gates_test_sets_for_people(client):
     assert sum(r["images"] for r in rows.values()) == sum(r["images"] for r in report) - threshold_halves
     html = client.get(reverse("about")).content.decode()
     assert "(threshold)" not in html and "padufes" not in html
+
+
+def test_the_pages_say_what_the_model_referred_at_another_hospitals_full_resolution(client, example_image):
+    """The shipped checkpoints carry `python -m ml.fullres --record`: the pages quote its melanomas referred."""
+    fullres = predictor_get()[1].meta["metrics"]["fullres"]
+    native = next(row for row in fullres["rows"] if row["resolution"] == "native")
+    melanomas = round(100 * native["melanomas_referred"])
+    about = client.get(reverse("about")).content.decode()
+    assert f"it sent {melanomas} in 100 melanomas" in about
+    result = client.post(reverse("home"), {"image": upload(example_image)}).content.decode()
+    assert f"it sent {melanomas} in 100 melanomas to a dermatologist: a result below the line" in result
+
+
+def test_the_model_card_says_which_model_the_site_serves(client, settings):
+    from ml import ACCURATE_CHECKPOINT
+
+    assert "This site serves" not in client.get(reverse("model-card")).content.decode()
+    settings.DERMAI_CHECKPOINT = ACCURATE_CHECKPOINT
+    html = client.get(reverse("model-card")).content.decode()
+    assert "This site serves EfficientNetLite0 (efficientnet-lite0-v3)" in html
+    assert 'href="#the-opt-in-accurate-model-efficientnet-lite0-v3"' in html
+    assert 'id="the-opt-in-accurate-model-efficientnet-lite0-v3"' in html

@@ -2,7 +2,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ml.checkpoint import record_triage, save_checkpoint
+from ml.checkpoint import load_checkpoint, record_triage, save_checkpoint
 from ml.fullres import fullres_report, main
 from ml.model import SimpleBNConv
 from ml.preprocessing import PreprocessConfig
@@ -54,6 +54,16 @@ def test_the_command_prints_a_row_per_resolution(folder, checkpoint, capsys):
     assert main(["--data", str(folder), "--checkpoint", str(checkpoint)]) == 0
     printed = capsys.readouterr().out
     assert all(name in printed for name, _ in RESOLUTIONS)
+
+
+def test_the_command_records_the_report_without_the_machines_paths(folder, checkpoint, capsys):
+    record_triage(checkpoint, triage={"policy": {"refer_at": 0.0, "inconclusive_below": 0.5}, "measured": {}})
+    assert main(["--data", str(folder), "--checkpoint", str(checkpoint), "--record"]) == 0
+    recorded = load_checkpoint(checkpoint).meta["metrics"]["fullres"]
+    assert recorded["data"] == "fullres" and "checkpoint" not in recorded
+    assert str(folder.parent) not in repr(recorded)
+    native = recorded["rows"][0]
+    assert native["resolution"] == "native" and native["melanomas_referred"] == 1.0
 
 
 def test_the_command_names_a_missing_labels_file(tmp_path, checkpoint, capsys):
