@@ -156,7 +156,8 @@ def home(request: HttpRequest) -> HttpResponse:
         # A form error is the visitor's to fix (400), unless the upload was too large or the model is down.
         status = error.status if error.code in ("too_large", "model_unavailable") else HTTPStatus.BAD_REQUEST
         return render_home(request, form, status=status)
-    version = model_info_get().version
+    model = model_info_get()
+    version = model.version
     refused = any(item.error and item.error.code == "out_of_scope" for item in items)  # then the page explains why
     context = {
         "items": by_risk(items),
@@ -164,6 +165,7 @@ def home(request: HttpRequest) -> HttpResponse:
         "csv_data_uri": csv_data_uri(batch_csv(items, model_version=version)),
         "csv_semicolon_data_uri": csv_data_uri(batch_csv(items, model_version=version, delimiter=";", decimal=",")),
         "refused": refused,
+        "model": model,
     }
     return render(request, "classifier/batch.html", context)
 

@@ -204,6 +204,7 @@ def test_several_images_give_a_batch_table_with_a_csv_and_per_file_errors(client
     assert risks == sorted(risks, reverse=True)  # highest risk first
     assert items[3].name == "notes.jpg" and items[3].error.code == "unsupported_format"
     assert "Unsupported file type" in html
+    assert f"Model SimpleBNConv ({predictor_get()[1].version})." in html  # which model answered, as on one result
     assert 'download="dermai-predictions.csv"' in html
     csv_text = base64.b64decode(response.context["csv_data_uri"].split(",", 1)[1]).decode("utf-8-sig")
     rows = list(csv.DictReader(io.StringIO(csv_text)))
