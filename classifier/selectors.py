@@ -61,21 +61,34 @@ def triage_get() -> dict[str, Any]:
     ``fullres``: what it referred of full-resolution images from another hospital, where recorded."""
     meta = model_info_get().meta
     policy, measured = recorded_policy(meta)
-    return {"policy": policy, "measured": measured, "fullres": fullres_referrals(meta)}
+    return {"policy": policy, "measured": measured, "fullres": fullres_referrals(meta, refer_at=policy.refer_at)}
 
 
-def fullres_referrals(meta: dict[str, Any]) -> dict[str, Any] | None:
-    """The native-resolution row of ``python -m ml.fullres --record`` (melanomas and nevi referred), or None."""
-    report = meta.get("metrics", {}).get("fullres")
-    row = next((r for r in (report or {}).get("rows", []) if r["resolution"] == "native"), None)
-    if row is None or row.get("melanomas_referred") is None:
+def learnt_from_imagenet(meta: dict[str, Any]) -> bool:
+    """Whether a checkpoint's weights descend from ImageNet's: trained with ``--pretrained``, or an
+    EfficientNet-Lite0 fine-tuned from another checkpoint (``--init``), as the project's only are."""
+    training = meta.get("training") or {}
+    return bool(training.get("pretrained")) or (meta.get("arch") == "EfficientNetLite0" and bool(training.get("init")))
+
+
+def fullres_referrals(meta: dict[str, Any], *, refer_at: float) -> dict[str, Any] | None:
+    """The native-resolution row of ``python -m ml.fullres --record``: how many of its melanomas and nevi
+    the policy's line sends to a dermatologist (refused images counted as if answered, as the command
+    counts them). None where not recorded, without melanomas, or recorded at another line than ``refer_at``."""
+    report = meta.get("metrics", {}).get("fullres") or {}
+    row = next((r for r in report.get("rows", []) if r.get("resolution") == "native"), None)
+    if row is None or row.get("melanomas_referred") is None or report.get("refer_at") != refer_at:
         return None
+    melanomas = row["per_class"]["MEL"]["images"]
+    nevi = row["per_class"].get("NV", {}).get("images", 0)
     return {
         "data": report["data"],
-        "melanomas": row["per_class"]["MEL"]["images"],
-        "nevi": row["per_class"].get("NV", {}).get("images", 0),
+        "melanomas": melanomas,
         "melanomas_referred": row["melanomas_referred"],
-        "nevi_referred": row["nevi_referred"],
+        "melanomas_sent": round(row["melanomas_referred"] * melanomas),
+        "nevi": nevi,
+        "nevi_referred": row["nevi_referred"] if nevi else None,
+        "nevi_sent": round(row["nevi_referred"] * nevi) if nevi and row["nevi_referred"] is not None else None,
         "melanoma_vs_nevus_auc": row["melanoma_vs_nevus_auc"],
     }
 

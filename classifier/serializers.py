@@ -107,9 +107,11 @@ class TriageMeasuredSerializer(RecordSerializer, TriagePolicySerializer):
 class FullresReferralSerializer(serializers.Serializer):
     data = serializers.CharField(help_text=_("The folder of full-resolution images, e.g. ph2-fullres."))
     melanomas = serializers.IntegerField()
-    nevi = serializers.IntegerField()
     melanomas_referred = serializers.FloatField()
+    melanomas_sent = serializers.IntegerField()
+    nevi = serializers.IntegerField()
     nevi_referred = serializers.FloatField(allow_null=True)
+    nevi_sent = serializers.IntegerField(allow_null=True)
     melanoma_vs_nevus_auc = serializers.FloatField(allow_null=True)
 
 

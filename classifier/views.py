@@ -21,6 +21,7 @@ from classifier.selectors import (
     class_recalls_list,
     example_cards_get,
     gate_refusals_list,
+    learnt_from_imagenet,
     model_describe,
     model_info_get,
 )
@@ -220,10 +221,9 @@ def about(request: HttpRequest) -> HttpResponse:
         "recalls": class_recalls_list(),
         "sources": ", ".join(describe["data"].get("sources") or ["HAM10000"]),
         "gate_rows": gate_refusals_list(describe["gate"]),
-        # The project's EfficientNet-Lite0 always starts from ImageNet weights (docs/training.md); SimpleBNConv never.
-        "pretrained": describe["name"] == "EfficientNetLite0",
+        "pretrained": learnt_from_imagenet(model_info_get().meta),
         # what it learnt from: the training split, not the validation images counted in data.images
-        "training_images": sum((describe["data"].get("train_counts") or {}).values()) or describe["data"]["images"],
+        "training_images": sum((describe["data"].get("train_counts") or {}).values()) or describe["data"].get("images"),
     }
     return render(request, "classifier/about.html", context)
 

@@ -319,15 +319,65 @@ def test_the_about_page_names_the_gates_test_sets_for_people(client):
     assert "(threshold)" not in html and "padufes" not in html
 
 
-def test_the_pages_say_what_the_model_referred_at_another_hospitals_full_resolution(client, example_image):
-    """The shipped checkpoints carry `python -m ml.fullres --record`: the pages quote its melanomas referred."""
-    fullres = predictor_get()[1].meta["metrics"]["fullres"]
-    native = next(row for row in fullres["rows"] if row["resolution"] == "native")
-    melanomas = round(100 * native["melanomas_referred"])
-    about = client.get(reverse("about")).content.decode()
-    assert f"it sent {melanomas} in 100 melanomas" in about
+def _fullres_checkpoint(path, *, refer_at=0.3, recorded_at=0.3, nevi=160, data=None):
+    """An untrained model whose recorded triage and full-resolution report the pages must quote."""
+    from ml.checkpoint import record_fullres, record_triage, save_checkpoint
+    from ml.model import SimpleBNConv
+    from ml.preprocessing import PreprocessConfig
+
+    save_checkpoint(path, model=SimpleBNConv(), preprocess=PreprocessConfig(), data=data)
+    measured = {"sensitivity": 0.9, "specificity": 0.5, "images": 100, "coverage": 0.5, "selective_accuracy": 0.8}
+    record_triage(path, triage={"policy": {"refer_at": refer_at, "inconclusive_below": 0.5}, "measured": measured})
+    per_class = {"MEL": {"images": 40, "refused": 4}} | ({"NV": {"images": nevi, "refused": 2}} if nevi else {})
+    row = {"resolution": "native", "images": 40 + nevi, "refused": 6, "per_class": per_class}
+    row |= {"melanoma_vs_nevus_auc": 0.8, "melanomas_referred": 0.925, "nevi_referred": 0.8875 if nevi else None}
+    record_fullres(
+        path, report={"checkpoint": str(path), "data": "/data/ph2-fullres", "refer_at": recorded_at, "rows": [row]}
+    )
+    return path
+
+
+def test_the_pages_say_what_the_line_sent_at_another_hospitals_full_resolution(
+    client, settings, tmp_path, example_image
+):
+    settings.DERMAI_CHECKPOINT = _fullres_checkpoint(tmp_path / "m.pt")
+    said = "it would have sent 37 to a dermatologist, and 142 of 160 moles."
+    assert "Of 40 melanomas photographed at full size" in (about := client.get(reverse("about")).content.decode())
+    assert said in about and "does not rule out" not in about
     result = client.post(reverse("home"), {"image": upload(example_image)}).content.decode()
-    assert f"it sent {melanomas} in 100 melanomas to a dermatologist: a result below the line" in result
+    assert said in result and "A result below the line does not rule out a melanoma." in result
+    spanish = client.get(reverse("about"), HTTP_ACCEPT_LANGUAGE="es").content.decode()
+    assert "De 40 melanomas fotografiados a tamaño completo" in spanish and "142 de 160 lunares" in spanish
+    fullres = client.get(reverse("api-model")).json()["triage"]["measured_fullres"]
+    assert fullres["data"] == "ph2-fullres" and fullres["melanomas_sent"] == 37 and fullres["nevi_sent"] == 142
+
+
+def test_a_full_resolution_report_without_nevi_or_at_another_line_is_said_as_far_as_it_holds(
+    client, settings, tmp_path
+):
+    settings.DERMAI_CHECKPOINT = _fullres_checkpoint(tmp_path / "melanomas.pt", nevi=0)
+    about = client.get(reverse("about")).content.decode()
+    assert "it would have sent 37 to a dermatologist." in about and "moles." not in about
+    settings.DERMAI_CHECKPOINT = _fullres_checkpoint(tmp_path / "stale.pt", refer_at=0.3, recorded_at=0.9)
+    assert "photographed at full size" not in client.get(reverse("about")).content.decode()  # another line's figures
+    assert client.get(reverse("api-model")).json()["triage"]["measured_fullres"] is None
+
+
+def test_the_about_page_of_a_checkpoint_without_data_counts_does_not_fail(client, settings, tmp_path):
+    from ml.checkpoint import save_checkpoint
+    from ml.model import SimpleBNConv
+    from ml.preprocessing import PreprocessConfig
+
+    settings.DERMAI_CHECKPOINT = tmp_path / "bare.pt"
+    save_checkpoint(settings.DERMAI_CHECKPOINT, model=SimpleBNConv(), preprocess=PreprocessConfig())
+    assert client.get(reverse("about")).status_code == HTTPStatus.OK
+
+
+def test_the_about_page_counts_the_training_images_not_the_validation_ones(client):
+    data = predictor_get()[1].meta["data"]
+    html = client.get(reverse("about")).content.decode()
+    assert f"{sum(data['train_counts'].values()):,} dermatoscopic images" in html
+    assert f"{data['images']:,} dermatoscopic images" not in html
 
 
 def test_the_model_card_says_which_model_the_site_serves(client, settings):
