@@ -214,14 +214,14 @@ def experiments(request: HttpRequest) -> HttpResponse:
 def about(request: HttpRequest) -> HttpResponse:
     if not model_ready():
         return render(request, "classifier/about.html", {"model": None})
-    describe = model_describe()
+    describe, model = model_describe(), model_info_get()
     context = {
-        "model": model_info_get(),
+        "model": model,
         "describe": describe,
         "recalls": class_recalls_list(),
         "sources": ", ".join(describe["data"].get("sources") or ["HAM10000"]),
         "gate_rows": gate_refusals_list(describe["gate"]),
-        "pretrained": learnt_from_imagenet(model_info_get().meta),
+        "pretrained": learnt_from_imagenet(model.meta),
         # what it learnt from: the training split, not the validation images counted in data.images
         "training_images": sum((describe["data"].get("train_counts") or {}).values()) or describe["data"].get("images"),
     }
