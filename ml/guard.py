@@ -29,22 +29,21 @@ class GuardConfig:
 def image_statistics(pixels: torch.Tensor) -> dict[str, float]:
     """The statistics the guard decides on (3×H×W uint8 pixels), at the 150-px resolution of
     HAM10000 that its thresholds were set at."""
-    rgb = reduce_to_source(pixels).permute(1, 2, 0).numpy()
-    values = rgb.astype(np.float32)
-    grey = values @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    # Channel planes as they lie in memory (3×H×W): several times faster than interleaved H×W×3.
+    planes = reduce_to_source(pixels).numpy()
+    r, g, b = planes.astype(np.int32)
+    red, green, blue = planes.astype(np.float32)
+    grey = red * np.float32(0.299) + green * np.float32(0.587) + blue * np.float32(0.114)
     laplacian = np.abs(4 * grey[1:-1, 1:-1] - grey[:-2, 1:-1] - grey[2:, 1:-1] - grey[1:-1, :-2] - grey[1:-1, 2:])
-    channels = rgb.astype(np.int32)
-    fine = channels >> 2  # 6 bits per channel
-    counts = np.bincount((fine[..., 0] << 12 | fine[..., 1] << 6 | fine[..., 2]).ravel())
-    coarse = channels >> 3  # 5 bits per channel
-    colours = np.count_nonzero(np.bincount((coarse[..., 0] << 10 | coarse[..., 1] << 5 | coarse[..., 2]).ravel()))
-    rg = values[..., 0] - values[..., 1]
-    yb = 0.5 * (values[..., 0] + values[..., 1]) - values[..., 2]
+    counts = np.bincount(((r >> 2) << 12 | (g >> 2) << 6 | (b >> 2)).ravel())  # 6 bits per channel
+    colours = np.count_nonzero(np.bincount(((r >> 3) << 10 | (g >> 3) << 5 | (b >> 3)).ravel()))  # 5 bits
+    rg = red - green
+    yb = 0.5 * (red + green) - blue
     size, low, high = laplacian.size, (laplacian.size - 1) // 2, laplacian.size // 2
     # The median as np.median takes it (the mean of the one or two middle values), by partition, not sort.
     texture = float(np.partition(laplacian, [low, high], axis=None)[low : high + 1].mean()) if size else 0.0
     return {
-        "dominant_colour": float(counts.max() / counts.sum()),
+        "dominant_colour": float(counts.max() / r.size),
         "colours": float(colours),
         "texture": texture,
         "smooth_share": float(np.count_nonzero(laplacian <= 2) / size) if size else 1.0,
