@@ -94,6 +94,13 @@ def test_bad_images_get_a_json_error_code(client, data, name, status, code):
     _error(client.post(reverse("api-predictions"), {"image": upload(data, name)}), status, code)
 
 
+def test_an_empty_file_reads_alike_in_the_api_and_on_the_page(client):
+    answer = client.post(reverse("api-predictions"), {"image": upload(b"", "empty.jpg")}).json()
+    page = client.post(reverse("home"), {"image": upload(b"", "empty.jpg")}).content.decode()
+    assert answer["error"]["message"] == "The image data is empty, corrupt or truncated."
+    assert answer["error"]["message"] in page
+
+
 def test_missing_file(client):
     _error(client.post(reverse("api-predictions"), {"picture": "nope"}), HTTPStatus.BAD_REQUEST, "missing_file")
 
