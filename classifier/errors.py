@@ -111,7 +111,8 @@ REQUEST_TOO_LARGE = _("The upload is larger than the %(mb)s MB limit for one req
 REFUSAL_REASONS: dict[Refusal, Any] = {
     Refusal.NOT_DERMATOSCOPIC: _(
         "It does not look like a dermatoscopic image: a close-up taken through a dermatoscope, one skin "
-        "lesion filling most of the picture."
+        "lesion filling most of the picture. If it is one, send the whole image as the dermatoscope saved "
+        "it: a cropped or zoomed-in part of one is harder to recognise."
     ),
     Refusal.TOO_SMALL: _("The photo is too small to judge."),
     Refusal.FLAT_COLOUR: _("Much of the photo is one flat colour, as in a document, a screenshot or a drawing."),

@@ -299,6 +299,9 @@ def test_a_photo_the_gate_refuses_is_not_a_dermatoscopic_image_and_batches_say_s
     single = client.post(reverse("api-predictions"), {"image": upload(example_image)})
     assert single.status_code == HTTPStatus.UNPROCESSABLE_ENTITY
     assert "does not look like a dermatoscopic image" in single.json()["error"]["detail"]
+    assert "send the whole image as the dermatoscope saved it" in single.json()["error"]["detail"]
+    spanish = client.post(reverse("api-predictions"), {"image": upload(example_image)}, HTTP_ACCEPT_LANGUAGE="es")
+    assert "envíe la imagen entera" in spanish.json()["error"]["detail"]
     batch = client.post(reverse("api-batch"), {"images": [upload(example_image), upload(b"", "empty.jpg")]}).json()
     refused, empty = batch["results"]
     assert refused["error"]["code"] == "out_of_scope" and "show it to a doctor" in refused["error"]["detail"]
