@@ -14,6 +14,15 @@ LESION = EXAMPLES / "images" / "ISIC_0024306.jpg"  # the lesion the tests upload
 VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "mobile": {"width": 390, "height": 844}}
 
 
+def submit(page, button) -> None:
+    """Click ``button`` and return once the next document has loaded. A form here answers at its own
+    address, so there is no new URL to wait for: the old document is marked, and its successor is
+    the loaded document without the mark (Playwright's ``expect_navigation`` is deprecated)."""
+    page.evaluate("window.dermaiPreviousPage = true")
+    button.click()
+    page.wait_for_function("() => !window.dermaiPreviousPage && document.readyState === 'complete'")
+
+
 @pytest.fixture(scope="session")
 def browser():
     if not Path(CHROMIUM).exists():

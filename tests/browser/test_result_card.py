@@ -10,7 +10,7 @@ import ml.explain
 from classifier import services
 from ml.negatives import non_lesion_images
 from ml.triage import TriagePolicy
-from tests.browser.conftest import ARTIFACTS, LESION
+from tests.browser.conftest import ARTIFACTS, LESION, submit
 from tests.browser.test_ui import assert_no_horizontal_overflow
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -62,8 +62,7 @@ def upload(page: Page, path=LESION) -> None:
     """Send ``path`` from the home page and return once the answer has loaded (callers read it at once)."""
     page.goto("/")
     page.locator("input[type=file]").set_input_files(path)
-    with page.expect_navigation():
-        page.locator("form.upload button[type=submit]").click()
+    submit(page, page.locator("form.upload button[type=submit]"))
 
 
 def on_first_screen(page: Page, selector: str) -> bool:

@@ -8,7 +8,7 @@ from playwright.sync_api import Page, expect
 from classifier import services
 from ml.negatives import non_lesion_images
 from ml.triage import TriagePolicy
-from tests.browser.conftest import LESION
+from tests.browser.conftest import LESION, submit
 from tests.conftest import EXAMPLES
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -143,12 +143,10 @@ def test_other_pages_are_accessible(page: Page, axe, path):
 def test_spanish_pages_are_accessible_and_use_whole_percents(page: Page, axe):
     page.goto("/")
     page.get_by_label("Language").select_option("es")
-    with page.expect_navigation():  # the checks below read the page at once: wait for the next one
-        page.get_by_role("button", name="Change").click()
+    submit(page, page.get_by_role("button", name="Change"))  # the checks below read the next page at once
     assert axe() == []
     page.get_by_label("Imagen(es) dermatoscópica(s)").set_input_files(LESION)
-    with page.expect_navigation():
-        page.get_by_role("button", name="Analizar imagen").click()
+    submit(page, page.get_by_role("button", name="Analizar imagen"))
     values = page.locator("table.bars .value").all_inner_texts()
     assert len(values) == 7 and all(re.fullmatch(r"(<1|>99|\d+)\u00a0%", v) for v in values)
     assert axe() == []
