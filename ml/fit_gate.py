@@ -203,7 +203,7 @@ def fit_pixels(
 def gate_parts(gate: Gate, model: torch.nn.Module, pixels: torch.Tensor, preprocess: PreprocessConfig) -> torch.Tensor:
     """N×k raw scores (evidence, then pixels where the gate has a pixel network) of prepared uint8 pixels."""
     rows = []
-    for batch in pixels.split(128):
+    for batch in pixels.split(128) if len(pixels) else ():  # an empty tensor splits into one empty batch
         x = normalize(batch, preprocess=preprocess).contiguous(memory_format=torch.channels_last)
         logits, blocks = forward_with_features(model, x)
         rows.append(gate.parts(gate_features(logits, blocks, batch.float()), x))
