@@ -36,7 +36,6 @@ VALIDATION_CODES = {
     "invalid": "missing_file",
     "no_name": "missing_file",
     "not_a_list": "missing_file",
-    "empty": "invalid_image",
 }
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -71,9 +70,7 @@ def api_error(exc: Exception) -> PredictionError | None:
         field, errors = next(iter(exc.detail.items()))
         first = errors[0] if isinstance(errors, list) else next(iter(errors.values()))[0]
         code = VALIDATION_CODES.get(first.code, "invalid_parameter") if field in FILE_FIELDS else "invalid_parameter"
-        # A file's error reads as the form says it (an empty file is an invalid image there too); a
-        # parameter's names the parameter and its fault in DRF's words.
-        return PredictionError(code, message=f"{field}: {first}" if code == "invalid_parameter" else None)
+        return PredictionError(code, message=f"{field}: {first}")
     if isinstance(exc, exceptions.APIException) and exc.default_code in ERRORS:
         wait = getattr(exc, "wait", None)
         headers = {"Retry-After": str(int(wait))} if wait else None  # as DRF's own handler says it

@@ -11,7 +11,10 @@ from classifier.services import BatchItem, PredictionResult
 
 
 class PredictionInputSerializer(serializers.Serializer):
-    image = serializers.FileField(help_text=_("A dermatoscopic photo: JPEG, PNG or WebP."))
+    image = serializers.FileField(
+        allow_empty_file=True,  # read as any other unreadable image: invalid_image, as the page says it
+        help_text=_("A dermatoscopic photo: JPEG, PNG or WebP."),
+    )
 
 
 class PredictionQuerySerializer(serializers.Serializer):

@@ -202,12 +202,14 @@ def fit_pixels(
 @torch.inference_mode()
 def gate_parts(gate: Gate, model: torch.nn.Module, pixels: torch.Tensor, preprocess: PreprocessConfig) -> torch.Tensor:
     """N×k raw scores (evidence, then pixels where the gate has a pixel network) of prepared uint8 pixels."""
+    if not len(pixels):
+        return torch.empty(0, 1 if gate.pixels is None else 2)
     rows = []
-    for batch in pixels.split(128) if len(pixels) else ():  # an empty tensor splits into one empty batch
+    for batch in pixels.split(128):
         x = normalize(batch, preprocess=preprocess).contiguous(memory_format=torch.channels_last)
         logits, blocks = forward_with_features(model, x)
         rows.append(gate.parts(gate_features(logits, blocks, batch.float()), x))
-    return torch.cat(rows) if rows else torch.empty(0, 1 if gate.pixels is None else 2)
+    return torch.cat(rows)
 
 
 def choose_threshold(

@@ -29,7 +29,7 @@ class GuardConfig:
 def image_statistics(pixels: torch.Tensor) -> dict[str, float]:
     """The statistics the guard decides on (3×H×W uint8 pixels), at the 150-px resolution of
     HAM10000 that its thresholds were set at."""
-    # Channel planes as they lie in memory (3×H×W): several times faster than interleaved H×W×3.
+    # The channel planes as they lie in memory (3×H×W), each under glibc's default mmap threshold.
     planes = reduce_to_source(pixels).numpy()
     r, g, b = planes.astype(np.int32)
     red, green, blue = planes.astype(np.float32)

@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Locator, Page
 
 from ml.triage import risk
 from tests.conftest import EXAMPLES, ROOT
@@ -14,7 +15,7 @@ LESION = EXAMPLES / "images" / "ISIC_0024306.jpg"  # the lesion the tests upload
 VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "mobile": {"width": 390, "height": 844}}
 
 
-def submit(page, button) -> None:
+def submit(page: Page, button: Locator) -> None:
     """Click ``button`` and return once the next document has loaded. A form here answers at its own
     address, so there is no new URL to wait for: the old document is marked, and its successor is
     the loaded document without the mark (Playwright's ``expect_navigation`` is deprecated)."""

@@ -37,10 +37,10 @@ from ml.fit_gate import (
 from ml.fit_gate import main as fit_gate_main
 from ml.gate import Gate, GateConfig, gate_features, image_statistics
 from ml.inference import Predictor, predict_logits
-from ml.model import fold_for_inference
+from ml.model import SimpleBNConv, fold_for_inference
 from ml.negatives import NOISE, non_lesion_images
 from ml.predict import main as predict_main
-from ml.preprocessing import decode, prepare
+from ml.preprocessing import PreprocessConfig, decode, prepare
 
 
 def test_gate_features_are_block_statistics_image_statistics_and_the_energy():
@@ -53,6 +53,15 @@ def test_gate_features_are_block_statistics_image_statistics_and_the_energy():
     assert features[0, 4:6].tolist() == [3.0, 7.0]  # and their peaks
     assert features[0, -1] == pytest.approx(float(torch.logsumexp(logits, dim=1)))
     assert torch.equal(features[0, -15:-1], image_statistics(pixels)[0])
+
+
+def test_an_empty_set_gets_no_scores_and_no_warning(recwarn):
+    model = fold_for_inference(SimpleBNConv().eval())
+    for channels in ((), GateConfig.channels):
+        gate = Gate(GateConfig(features=687, channels=channels)).eval()
+        empty = torch.empty(0, 3, 224, 224, dtype=torch.uint8)
+        assert gate_parts(gate, model, empty, PreprocessConfig()).shape == (0, 1 + bool(channels))
+    assert not recwarn.list
 
 
 def test_image_statistics_do_not_read_sharpness():
